@@ -1,0 +1,81 @@
+"""The per-task capture context.
+
+One module-level ContextVar holds the current *frame*: an immutable tuple, so a task
+that inherits it (asyncio copies the context into every task) shares a snapshot and
+never leaks changes back to its parent. A frame is a node of a linked stack:
+
+    (correlation_id, parent_id, parent_frame, task_id, trace_id, enabled, scope, start_ns)
+
+Frames are plain tuples rather than objects because building one is on the hot path
+of every operation start (about 40 ns for a tuple, 4x that for a slotted object).
+The global switch lives in ``STATE`` so that every module reads the same flag.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from contextvars import ContextVar
+from typing import Any
+
+# Frame field positions.
+CID = 0
+PARENT_ID = 1
+PARENT = 2
+TASK = 3
+TRACE = 4
+ENABLED = 5
+SCOPE = 6
+START = 7
+
+Frame = tuple[Any, ...]
+
+ROOT: Frame = (None, None, None, None, None, True, None, 0)
+
+current: ContextVar[Frame] = ContextVar("ascope.frame", default=ROOT)
+
+
+class _State:
+    """Process-wide switches read on the hot path."""
+
+    __slots__ = ("global_sinks", "internal_errors", "on", "scoped_captures")
+
+    def __init__(self) -> None:
+        self.on = False  # capture happens when this is true and the frame is enabled
+        self.global_sinks = False  # events go to the configured sinks (enable() was called)
+        self.scoped_captures = 0  # open ascope.testing.capture() blocks
+        self.internal_errors = 0  # failures inside ascope that were swallowed
+
+    def recompute(self) -> None:
+        self.on = self.global_sinks or self.scoped_captures > 0
+
+
+STATE = _State()
+
+
+def _id_counter() -> itertools.count[int]:
+    # Ids are 63-bit ints: a random 23-bit prefix per process and a 40-bit counter, so
+    # workers writing one store practically never collide, at the cost of one next().
+    prefix = secrets.randbits(23) or 1
+    return itertools.count((prefix << 40) + 1)
+
+
+ids = _id_counter()
+task_ids = _id_counter()
+
+
+def reseed_ids() -> None:
+    """Give a forked child its own id space (registered with os.register_at_fork)."""
+    global ids, task_ids
+    ids = _id_counter()
+    task_ids = _id_counter()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=reseed_ids)
+
+
+def new_trace_id() -> str:
+    """A W3C trace-context trace id: 32 lowercase hex digits, not all zero."""
+    return secrets.token_hex(16)

@@ -1,0 +1,160 @@
+"""Events: the flat tuples on the hot path and the ``Event`` objects sinks receive.
+
+On the hot path an event is a 4-tuple ``(kind, ts_ns, frame, payload)``: ``frame`` is the
+context frame the event belongs to (it carries correlation, parent, task, trace and scope)
+and ``payload`` is a tuple whose positions are named by ``SCHEMA[kind]``. Naming happens
+behind the ring, in the writer thread, so the hot path never builds a dict for the event
+itself. Kinds without a schema entry carry a ready-made dict as their payload.
+
+``docs/events.md`` documents every kind's data keys; ``tests/test_events.py`` checks the
+two agree.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from . import _context as _c
+
+
+class Node(NamedTuple):
+    """The process an event came from: two workers writing one store never collide."""
+
+    host: str
+    pid: int
+    started_ns: int  # wall-clock time the process loaded ascope, in ns since the epoch
+
+
+def _this_node() -> Node:
+    return Node(socket.gethostname(), os.getpid(), time.time_ns())
+
+
+NODE = _this_node()
+
+
+def _refresh_node_after_fork() -> None:
+    global NODE
+    NODE = _this_node()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_refresh_node_after_fork)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One recorded fact. What sinks receive and what the read side returns."""
+
+    kind: str
+    ts_ns: int  # monotonic clock (time.perf_counter_ns) when the event happened
+    wall_ns: int  # wall-clock time (ns since the epoch) of the same instant
+    correlation_id: int | None  # the operation this event belongs to
+    parent_id: int | None  # the operation that was current when that one started
+    task_id: int | None  # the asyncio task (ascope's id), None outside a tracked task
+    trace_id: str | None  # W3C trace id of the request, when there is one
+    node: Node
+    data: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "ts_ns": self.ts_ns,
+            "wall_ns": self.wall_ns,
+            "correlation_id": self.correlation_id,
+            "parent_id": self.parent_id,
+            "task_id": self.task_id,
+            "trace_id": self.trace_id,
+            "node": list(self.node),
+            "data": dict(self.data),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Event:
+        return cls(
+            raw["kind"], raw["ts_ns"], raw["wall_ns"], raw["correlation_id"],
+            raw["parent_id"], raw["task_id"], raw["trace_id"], Node(*raw["node"]), raw["data"],
+        )
+
+
+# Field names of each kind's payload tuple, in order. docs/events.md describes them.
+SCHEMA: dict[str, tuple[str, ...]] = {
+    # core
+    "function_entry": ("module", "function", "args", "source", "node_id"),
+    "function_exit": ("result", "duration_ns", "outcome", "source", "node_id"),
+    "error": ("type", "message", "traceback", "source"),
+    "task_spawn": ("child_task_id", "coroutine", "name"),
+    "task_exit": ("outcome", "duration_ns", "error"),
+    "message_send": ("target", "message"),
+    "state_change": ("target", "before", "after", "diff"),
+    # AST
+    "line_execution": ("line", "context", "node_id", "source"),
+    "expression_value": ("expression", "value", "line", "node_id", "source"),
+    "variable_snapshot": ("variables", "line", "node_id", "source"),
+    "branch_execution": ("branch_type", "condition", "branch_taken", "line", "node_id"),
+    "loop_iteration": ("loop_type", "iteration", "value", "line", "node_id"),
+    "pattern_match": ("pattern", "value", "matched", "line", "node_id", "bindings"),
+    "correlation_performance": ("operation", "duration_ns"),
+    # web: HTTP
+    "http_request_start": ("method", "path", "params", "client", "headers", "route"),
+    "http_request_complete": ("status", "content_type", "response_size", "duration_ns",
+                              "outcome"),
+    "endpoint_entry": ("endpoint", "action", "params", "route"),
+    "endpoint_exit": ("endpoint", "action", "result", "outcome", "duration_ns"),
+    "action_start": ("endpoint", "action", "params"),
+    "action_parameters": ("endpoint", "action", "params"),
+    "action_success": ("endpoint", "action", "result"),
+    "action_error": ("endpoint", "action", "type", "message"),
+    "action_complete": ("endpoint", "action", "duration_ns"),
+    # web: channels (websockets)
+    "channel_join_start": ("path", "params", "socket"),
+    "channel_join_complete": ("path", "result", "close_code"),
+    "channel_message_start": ("path", "event", "payload"),
+    "channel_message_complete": ("path", "event", "result", "duration_ns"),
+    # web: live sessions
+    "live_mount_start": ("view", "params", "session"),
+    "live_mount_complete": ("view", "assigns", "duration_ns"),
+    "live_event_start": ("view", "event", "params", "assigns"),
+    "live_event_complete": ("view", "event", "assigns", "result", "duration_ns"),
+    "live_assigns": ("view", "before", "after"),
+    "live_event": ("view", "event", "params"),
+    "live_callback": ("view", "callback", "args"),
+    "live_callback_success": ("view", "callback", "result"),
+    "live_callback_error": ("view", "callback", "type", "message"),
+    # data
+    "query_start": ("statement", "params", "database", "metadata"),
+    "query_complete": ("statement", "rows", "duration_ns", "error"),
+    # services (the GenServer counterpart)
+    "service_callback_start": ("service", "callback", "args"),
+    "service_callback_success": ("service", "callback", "result"),
+    "service_callback_error": ("service", "callback", "type", "message"),
+    "service_callback_complete": ("service", "callback", "duration_ns"),
+    # distributed
+    "node_event": ("event", "node", "metadata"),
+    "partition_detected": ("nodes", "metadata"),
+}
+
+KINDS = frozenset(SCHEMA)
+
+
+def build_event(raw: tuple[Any, ...], wall_offset_ns: int, node: Node) -> Event:
+    """Turn a hot-path tuple into an Event (runs in the writer thread)."""
+    kind, ts_ns, frame, payload = raw
+    fields = SCHEMA.get(kind)
+    if fields is None:
+        data: Mapping[str, Any] = payload if isinstance(payload, dict) else {"value": payload}
+    else:
+        data = dict(zip(fields, payload))
+    return Event(
+        kind, ts_ns, ts_ns + wall_offset_ns, frame[_c.CID], frame[_c.PARENT_ID],
+        frame[_c.TASK], frame[_c.TRACE], node, data,
+    )
+
+
+def wall_offset_ns() -> int:
+    """Offset that turns a perf_counter_ns reading into wall-clock ns since the epoch."""
+    return time.time_ns() - time.perf_counter_ns()

@@ -1,0 +1,443 @@
+"""From the hot path to the sinks: ring registry, drainer tasks and the writer thread.
+
+    emit(event)            hot path: append to the running loop's ring (or the thread ring)
+      └─ drainer task      per loop: every ``drain_interval`` or past the high-water mark,
+                           takes the pending batch and hands it to the writer (no I/O)
+           └─ Writer       one thread: builds Event objects, routes them to the configured
+                           sinks and to open ``testing.capture()`` blocks; isolates failing
+                           sinks; sweeps the thread ring and rings of closed loops
+
+Everything a loop does here is O(1) per event and lock-free; building events, encoding
+and I/O all happen on the writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextvars
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import _context as _c
+from . import _events
+from ._ring import DROP_OLDEST, Ring, RingStats
+
+logger = logging.getLogger("ascope")
+
+_get_running_loop = asyncio._get_running_loop  # the C fast path: None outside a loop
+
+
+@dataclass(slots=True)
+class PipelineSettings:
+    ring_size: int = 65_536
+    overflow: str = DROP_OLDEST
+    high_water: float = 0.5  # fraction of ring_size that wakes the drainer early
+    drain_interval: float = 0.05  # seconds between drains when the ring stays below it
+
+
+SETTINGS = PipelineSettings()
+
+# Rings of running loops, keyed by loop. Only the loop's own thread adds its entry.
+_rings: dict[Any, Ring] = {}
+_thread_ring = Ring(None, SETTINGS.ring_size, SETTINGS.overflow, SETTINGS.high_water,
+                    "threads", threadsafe=True)
+_retired = [0, 0, 0]  # drained, dropped, sink_errors of rings whose loops have closed
+_registry_lock = threading.Lock()
+
+# A scope that discards its events (used by measure_overhead to time real calls).
+DISCARD_SCOPE = ("discard",)
+
+
+def emit(event: tuple[Any, ...]) -> None:
+    """Append one hot-path event to the ring of the running loop."""
+    ring = _rings.get(_get_running_loop())
+    if ring is not None:
+        buffer = ring.buffer
+        if len(buffer) < ring.high_water:
+            buffer.append(event)
+        else:
+            ring.put_slow(event)
+        return
+    _emit_slow(event)
+
+
+def _emit_slow(event: tuple[Any, ...]) -> None:
+    loop = _get_running_loop()
+    if loop is None:
+        _thread_ring.put_locked(event)
+        WRITER.ensure_started()
+        return
+    ring = ring_for_loop(loop)
+    ring.put_slow(event) if len(ring.buffer) >= ring.high_water else ring.buffer.append(event)
+
+
+def ring_for_loop(loop: asyncio.AbstractEventLoop) -> Ring:
+    """The ring of ``loop``, created (with its drainer and task factory) on first use.
+
+    Must be called on ``loop``'s thread while it runs.
+    """
+    ring = _rings.get(loop)
+    if ring is not None:
+        return ring
+    with _registry_lock:
+        label = f"loop-{len(_rings) + 1}:{type(loop).__module__}.{type(loop).__qualname__}"
+        ring = Ring(loop, SETTINGS.ring_size, SETTINGS.overflow, SETTINGS.high_water, label)
+        _rings[loop] = ring
+    start_drainer(ring)
+    from . import _tasks  # noqa: PLC0415 - _tasks imports this module
+
+    _tasks.install_task_factory(loop)
+    WRITER.ensure_started()
+    return ring
+
+
+_DRAINER_CONTEXT_VALUE = (None, None, None, None, None, False, None, 0)
+
+
+def start_drainer(ring: Ring) -> None:
+    loop = ring.loop
+    if ring.drainer is not None or loop.is_closed():
+        return
+    context = contextvars.Context()
+    context.run(_c.current.set, _DRAINER_CONTEXT_VALUE)  # the drainer itself is never captured
+    # asyncio.Task directly, not loop.create_task: no user task factory, no eager start.
+    ring.drainer = asyncio.Task(_drain_forever(ring), loop=loop, context=context,
+                                name="ascope-drainer")
+
+
+async def _drain_forever(ring: Ring) -> None:
+    loop = ring.loop
+    try:
+        while True:
+            waker = loop.create_future()
+            ring.waker = waker
+            timer = loop.call_later(SETTINGS.drain_interval, _wake, waker)
+            try:
+                await waker
+            finally:
+                timer.cancel()
+                ring.waker = None
+            hand_off(ring)
+    finally:  # cancelled when the loop shuts down (end of asyncio.run): keep what is pending
+        ring.drainer = None
+        hand_off(ring)
+
+
+def _wake(waker: asyncio.Future[None]) -> None:
+    if not waker.done():
+        waker.set_result(None)
+
+
+def hand_off(ring: Ring) -> None:
+    """Move everything pending in ``ring`` to the writer."""
+    if ring.buffer:
+        WRITER.submit(ring, ring.take())
+
+
+# -- writer ---------------------------------------------------------------------------------
+
+
+class _SinkSlot:
+    __slots__ = ("failed", "sink")
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.failed = False
+
+
+class _Barrier:
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+
+_STOP = object()
+
+
+class Writer:
+    """The one thread that turns batches into Events and writes them to sinks."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.sinks: list[_SinkSlot] = []
+        self.captures: dict[int, Any] = {}  # capture id -> sink, for testing.capture()
+        self._start_lock = threading.Lock()
+
+    # called from any thread --------------------------------------------------------------
+
+    def ensure_started(self) -> None:
+        if self.thread is None:
+            with self._start_lock:
+                if self.thread is None:
+                    thread = threading.Thread(target=self._run, name="ascope-writer",
+                                              daemon=True)
+                    thread.start()
+                    self.thread = thread
+
+    def submit(self, ring: Ring, batch: list[tuple[Any, ...]]) -> None:
+        self.queue.put((ring, batch))
+        self.ensure_started()
+
+    def call(self, function: Callable[[], Any]) -> None:
+        """Run ``function`` on the writer thread, in order with the batches before it."""
+        self.queue.put(function)
+        self.ensure_started()
+
+    def barrier(self) -> concurrent.futures.Future[None]:
+        """A future resolved once everything submitted before it has been written."""
+        barrier = _Barrier()
+        self.queue.put(barrier)
+        self.ensure_started()
+        return barrier.future
+
+    # on the writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self.queue.get(timeout=max(SETTINGS.drain_interval, 0.01))
+            except queue.Empty:
+                self._sweep()
+                continue
+            if item is _STOP:
+                return
+            self._handle(item)
+
+    def _handle(self, item: Any) -> None:
+        try:
+            if isinstance(item, _Barrier):
+                self._sweep()
+                item.future.set_result(None)
+            elif isinstance(item, tuple):
+                self.deliver(*item)
+            else:
+                item()
+        except Exception:  # never let the writer die: count and go on
+            _c.STATE.internal_errors += 1
+            logger.exception("ascope: writer failed on %r", type(item).__name__)
+
+    def _sweep(self) -> None:
+        """Drain the thread ring and the rings of loops that closed without a final drain."""
+        if _thread_ring.buffer:
+            self.deliver(_thread_ring, _thread_ring.take())
+        for loop, ring in list(_rings.items()):
+            if loop.is_closed():
+                if ring.buffer:
+                    self.deliver(ring, ring.take())
+                retire(loop)
+            elif ring.drainer is None and loop.is_running():
+                try:
+                    loop.call_soon_threadsafe(start_drainer, ring)
+                except RuntimeError:  # closed in the meantime
+                    pass
+
+    def deliver(self, ring: Ring, batch: Sequence[tuple[Any, ...]]) -> None:
+        if not batch:
+            return
+        offset = _events.wall_offset_ns()
+        node = _events.NODE
+        build = _events.build_event
+        captures = self.captures
+        global_on = _c.STATE.global_sinks
+        scope_index = _c.SCOPE
+        to_global: list[_events.Event] = []
+        to_capture: dict[int, list[_events.Event]] = {}
+        for raw in batch:
+            try:
+                event = build(raw, offset, node)
+            except Exception:
+                _c.STATE.internal_errors += 1
+                continue
+            scope = raw[2][scope_index]
+            if scope is DISCARD_SCOPE:
+                continue
+            if global_on:
+                to_global.append(event)
+            if captures:
+                targets: Iterable[int] = captures if scope is None else scope
+                for capture_id in targets:
+                    if capture_id in captures:
+                        to_capture.setdefault(capture_id, []).append(event)
+        if to_global:
+            for slot in self.sinks:
+                self._write(slot, ring, to_global)
+        for capture_id, events in to_capture.items():
+            sink = captures.get(capture_id)
+            if sink is not None:
+                sink.write(events)
+
+    def _write(self, slot: _SinkSlot, ring: Ring, events: list[_events.Event]) -> None:
+        if slot.failed:
+            ring.sink_errors += len(events)
+            return
+        try:
+            slot.sink.write(events)
+        except Exception:
+            slot.failed = True
+            ring.sink_errors += len(events)
+            logger.exception("ascope: sink %r failed and is disabled; its events are counted "
+                             "in ascope.stats().sink_errors", slot.sink)
+
+    def set_sinks(self, sinks: list[Any]) -> None:
+        """Replace the sinks (on the writer thread, after the batches queued before)."""
+        def swap() -> None:
+            old, self.sinks = self.sinks, [_SinkSlot(sink) for sink in sinks]
+            for slot in old:
+                if all(slot.sink is not new for new in sinks):
+                    _close_quietly(slot.sink)
+
+        self.call(swap)
+
+    def stop(self, timeout: float) -> None:
+        thread = self.thread
+        if thread is not None and thread.is_alive():
+            self.queue.put(_STOP)
+            thread.join(timeout)
+        self.thread = None
+        # Whatever is still queued (the thread timed out or never ran) is written here.
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                self._handle(item)
+        self._sweep()
+
+
+def _close_quietly(sink: Any) -> None:
+    try:
+        sink.close()
+    except Exception:
+        logger.exception("ascope: closing sink %r failed", sink)
+
+
+WRITER = Writer()
+
+
+def retire(loop: Any) -> None:
+    """Forget a closed loop's ring, keeping its counters in the totals."""
+    with _registry_lock:
+        ring = _rings.pop(loop, None)
+        if ring is not None:
+            _retired[0] += ring.drained
+            _retired[1] += ring.dropped
+            _retired[2] += ring.sink_errors
+
+
+def hand_off_current() -> None:
+    """Hand off the ring of this thread's running loop, or the thread ring."""
+    loop = _get_running_loop()
+    ring = _thread_ring if loop is None else _rings.get(loop)
+    if ring is not None:
+        hand_off(ring)
+
+
+def current_ring() -> Ring | None:
+    loop = _get_running_loop()
+    return _thread_ring if loop is None else _rings.get(loop)
+
+
+def all_rings() -> list[Ring]:
+    return [*list(_rings.values()), _thread_ring]
+
+
+def resize_rings() -> None:
+    """Apply ring settings to existing rings (those of other running threads via their loop)."""
+    here = _get_running_loop()
+    for loop, ring in list(_rings.items()):
+        if loop is here or not loop.is_running():
+            ring.resize(SETTINGS.ring_size, SETTINGS.overflow, SETTINGS.high_water)
+        else:
+            loop.call_soon_threadsafe(ring.resize, SETTINGS.ring_size, SETTINGS.overflow,
+                                      SETTINGS.high_water)
+    with _thread_ring.lock or threading.Lock():
+        _thread_ring.resize(SETTINGS.ring_size, SETTINGS.overflow, SETTINGS.high_water)
+
+
+# -- flushing and shutdown -------------------------------------------------------------------
+
+
+async def flush() -> None:
+    """Write everything pending on this loop (and in the thread ring) to the sinks."""
+    loop = asyncio.get_running_loop()
+    ring = _rings.get(loop)
+    if ring is not None:
+        hand_off(ring)
+        if ring.drainer is None:
+            start_drainer(ring)
+    await asyncio.wrap_future(WRITER.barrier(), loop=loop)
+
+
+def flush_blocking(timeout: float | None = 10.0) -> bool:
+    """Like ``flush`` but blocking; usable from sync code, also on a loop's thread.
+
+    Drains the rings this thread can touch safely: its running loop's ring, the rings of
+    loops that are not running, and the thread ring. Returns False on time-out.
+    """
+    here = _get_running_loop()
+    for loop, ring in list(_rings.items()):
+        if loop is here or not loop.is_running():
+            hand_off(ring)
+    try:
+        WRITER.barrier().result(timeout)
+    except concurrent.futures.TimeoutError:
+        return False
+    return True
+
+
+_shut_down = False
+
+
+def shutdown(timeout: float = 10.0) -> None:
+    """Flush every ring, stop the writer and close the sinks. Runs at interpreter exit."""
+    global _shut_down
+    for ring in list(_rings.values()):
+        if ring.loop is _get_running_loop() or not ring.loop.is_running():
+            hand_off(ring)
+    WRITER.stop(timeout)
+    for slot in WRITER.sinks:
+        _close_quietly(slot.sink)
+    _shut_down = True
+
+
+def _at_exit() -> None:
+    if not _shut_down:
+        shutdown()
+
+
+atexit.register(_at_exit)
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Exact counters, in total and per ring: ``written == drained + dropped + pending``."""
+
+    written: int
+    drained: int
+    dropped: int
+    pending: int
+    sink_errors: int
+    internal_errors: int
+    rings: tuple[RingStats, ...]
+
+
+def stats() -> Stats:
+    rings = tuple(ring.stats() for ring in all_rings())
+    drained = _retired[0] + sum(r.drained for r in rings)
+    dropped = _retired[1] + sum(r.dropped for r in rings)
+    pending = sum(r.pending for r in rings)
+    sink_errors = _retired[2] + sum(r.sink_errors for r in rings)
+    return Stats(drained + dropped + pending, drained, dropped, pending, sink_errors,
+                 _c.STATE.internal_errors, rings)

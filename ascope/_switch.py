@@ -1,0 +1,106 @@
+"""Switching capture on and off: globally, per task, and for scoped captures."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar
+
+from . import _context as _c
+from . import _pipeline
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_current = _c.current
+_STATE = _c.STATE
+
+
+def enable() -> None:
+    """Switch capture on for the whole process, into the configured sinks.
+
+    With no sinks configured, events go to the embedded SQLite store ``ascope.db``.
+    Called inside a running loop, it also sets the loop up at once (ring, drainer, task
+    factory), so tasks created right after are tracked.
+    """
+    from . import _config  # noqa: PLC0415 - _config imports this module
+
+    _config.ensure_sinks()
+    _STATE.global_sinks = True
+    _STATE.recompute()
+    loop = _pipeline._get_running_loop()
+    if loop is not None:
+        _pipeline.ring_for_loop(loop)
+
+
+def disable() -> None:
+    """Switch capture off for the whole process (open ``testing.capture()`` blocks go on)."""
+    _STATE.global_sinks = False
+    _STATE.recompute()
+
+
+def _with_enabled(frame: _c.Frame, flag: bool) -> _c.Frame:
+    return frame[: _c.ENABLED] + (flag,) + frame[_c.ENABLED + 1:]
+
+
+class disabled(contextlib.ContextDecorator):  # noqa: N801 - reads as a function
+    """Turn capture off for the current task (and tasks it spawns) inside the block.
+
+    Works as ``with ascope.disabled():`` and as a decorator on sync and async functions;
+    the previous state comes back on exit, also when the block raises or is cancelled.
+    Other tasks keep capturing.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: list[Any] = []
+
+    def __enter__(self) -> disabled:
+        self._tokens.append(_current.set(_with_enabled(_current.get(), False)))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._tokens.pop())
+
+    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:  # type: ignore[override]
+        if inspect.iscoroutinefunction(function):
+            @functools.wraps(function)
+            async def run_disabled(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with disabled():
+                    return await function(*args, **kwargs)
+
+            return run_disabled  # type: ignore[return-value]
+
+        @functools.wraps(function)
+        def call_disabled(*args: P.args, **kwargs: P.kwargs) -> R:
+            with disabled():
+                return function(*args, **kwargs)
+
+        return call_disabled
+
+
+def _set(frame: _c.Frame) -> None:
+    _current.set(frame)
+
+
+@contextlib.contextmanager
+def enter_measure_scope() -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
+    """Capture on, into a scope whose events the writer discards (for measure_overhead)."""
+    frame = _current.get()
+    token = _current.set(
+        frame[: _c.ENABLED] + (True, _pipeline.DISCARD_SCOPE) + frame[_c.SCOPE + 1:])
+    on_frame = _current.get()
+    off_frame = _with_enabled(on_frame, False)
+    _STATE.scoped_captures += 1
+    _STATE.recompute()
+    loop = _pipeline._get_running_loop()
+    if loop is not None:
+        _pipeline.ring_for_loop(loop)
+    try:
+        yield (lambda: _set(off_frame)), (lambda: _set(on_frame))
+    finally:
+        _pipeline.hand_off_current()
+        _current.reset(token)
+        _STATE.scoped_captures -= 1
+        _STATE.recompute()

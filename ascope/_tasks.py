@@ -1,0 +1,117 @@
+"""Task tracking: the task factory that gives every task its own frame.
+
+The factory is installed on each loop ascope runs on, chained onto whatever factory the
+loop already had (``asyncio.eager_task_factory`` included) and passing on every keyword
+it is given. Before delegating it records ``task_spawn`` and sets the child's frame —
+new correlation id, parent = the spawner's, a new task id — into the context the task
+will copy, so eager tasks, which run their first step inside the factory call, are
+covered too. A done callback records ``task_exit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from . import _context as _c
+from . import _pipeline
+
+_now = time.perf_counter_ns
+_current = _c.current
+_STATE = _c.STATE
+
+TaskFactory = Callable[..., "asyncio.Future[Any]"]
+
+
+def _default_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+    return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+def _coroutine_name(coro: Any) -> str:
+    name = getattr(coro, "__qualname__", None)
+    return name if isinstance(name, str) else type(coro).__qualname__
+
+
+def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
+    """A task factory recording spawn and exit, delegating creation to ``delegate``."""
+    create = delegate or _default_factory
+
+    def ascope_task_factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
+                            **kwargs: Any) -> Any:
+        parent = _current.get()
+        if not (_STATE.on and parent[_c.ENABLED]):
+            return create(loop, coro, **kwargs)
+        try:
+            task_id = next(_c.task_ids)
+            start = _now()
+            child = (next(_c.ids), parent[_c.CID], parent, task_id, parent[_c.TRACE], True,
+                     parent[_c.SCOPE], start)
+            _pipeline.emit(("task_spawn", start, child,
+                            (task_id, _coroutine_name(coro), kwargs.get("name"))))
+        except Exception:
+            _STATE.internal_errors += 1
+            return create(loop, coro, **kwargs)
+        context = kwargs.get("context")
+        if context is not None:
+            # The caller chose the task's context; the frame goes into that one.
+            context.run(_current.set, child)
+            task = create(loop, coro, **kwargs)
+        else:
+            # The task copies the caller's context while being created: set the child's
+            # frame there for exactly that moment.
+            token = _current.set(child)
+            try:
+                task = create(loop, coro, **kwargs)
+            finally:
+                _current.reset(token)
+        task.add_done_callback(functools.partial(_task_done, child))
+        return task
+
+    ascope_task_factory.ascope_delegate = delegate  # type: ignore[attr-defined]
+    return ascope_task_factory
+
+
+def _task_done(frame: _c.Frame, task: asyncio.Future[Any]) -> None:
+    if not _STATE.on:
+        return
+    try:
+        if task.cancelled():
+            outcome, error = "cancelled", None
+        else:
+            exception = task.exception()
+            if exception is None:
+                outcome, error = "result", None
+            else:
+                outcome, error = "exception", type(exception).__qualname__
+        now = _now()
+        _pipeline.emit(("task_exit", now, frame, (outcome, now - frame[_c.START], error)))
+    except Exception:
+        _STATE.internal_errors += 1
+
+
+def is_ascope_factory(factory: Any) -> bool:
+    return hasattr(factory, "ascope_delegate")
+
+
+def install_task_factory(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Install ascope's task factory on ``loop`` (default: the running loop), once.
+
+    An existing factory is kept and called by ascope's. Installing again is harmless;
+    a factory set on the loop later replaces ascope's — call this again after it.
+    """
+    loop = loop or asyncio.get_running_loop()
+    current = loop.get_task_factory()
+    if is_ascope_factory(current):
+        return
+    loop.set_task_factory(make_task_factory(current))
+
+
+def uninstall_task_factory(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Put back the factory ascope's replaced (``None`` for the default)."""
+    loop = loop or asyncio.get_running_loop()
+    current = loop.get_task_factory()
+    if is_ascope_factory(current):
+        loop.set_task_factory(current.ascope_delegate)  # type: ignore[union-attr]

@@ -1,0 +1,1 @@
+"""Call capture and AST instrumentation (see docs/instrument.md)."""
