@@ -4,7 +4,13 @@ One module-level ContextVar holds the current *frame*: an immutable tuple, so a 
 that inherits it (asyncio copies the context into every task) shares a snapshot and
 never leaks changes back to its parent. A frame is a node of a linked stack:
 
-    (correlation_id, parent_id, parent_frame, task_id, trace_id, enabled, scope, start_ns)
+    (correlation_id, parent_id, parent_frame, task_id, trace_id, enabled, scope, start_ns,
+     ring)
+
+``ring`` is the ring of the loop the task runs on: frames of tasks created by ascope's
+task factory (and every frame derived from them) carry it, so the hot path appends
+without looking the running loop up (``asyncio._get_running_loop()`` costs ~170 ns here,
+more than the rest of an event). Frames without one take the slow path.
 
 Frames are plain tuples rather than objects because building one is on the hot path
 of every operation start (about 40 ns for a tuple, 4x that for a slotted object).
@@ -28,10 +34,11 @@ TRACE = 4
 ENABLED = 5
 SCOPE = 6
 START = 7
+RING = 8
 
 Frame = tuple[Any, ...]
 
-ROOT: Frame = (None, None, None, None, None, True, None, 0)
+ROOT: Frame = (None, None, None, None, None, True, None, 0, None)
 
 current: ContextVar[Frame] = ContextVar("ascope.frame", default=ROOT)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from . import _context as _c
+from ._values import normalize
 
 
 class Node(NamedTuple):
@@ -146,9 +147,10 @@ def build_event(raw: tuple[Any, ...], wall_offset_ns: int, node: Node) -> Event:
     kind, ts_ns, frame, payload = raw
     fields = SCHEMA.get(kind)
     if fields is None:
-        data: Mapping[str, Any] = payload if isinstance(payload, dict) else {"value": payload}
+        data: Mapping[str, Any] = (normalize(payload) if isinstance(payload, dict)
+                                   else {"value": normalize(payload)})
     else:
-        data = dict(zip(fields, payload))
+        data = dict(zip(fields, map(normalize, payload)))
     return Event(
         kind, ts_ns, ts_ns + wall_offset_ns, frame[_c.CID], frame[_c.PARENT_ID],
         frame[_c.TASK], frame[_c.TRACE], node, data,

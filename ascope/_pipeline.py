@@ -46,7 +46,7 @@ SETTINGS = PipelineSettings()
 # Rings of running loops, keyed by loop. Only the loop's own thread adds its entry.
 _rings: dict[Any, Ring] = {}
 _thread_ring = Ring(None, SETTINGS.ring_size, SETTINGS.overflow, SETTINGS.high_water,
-                    "threads", threadsafe=True)
+                    "threads")
 _retired = [0, 0, 0]  # drained, dropped, sink_errors of rings whose loops have closed
 _registry_lock = threading.Lock()
 
@@ -55,8 +55,8 @@ DISCARD_SCOPE = ("discard",)
 
 
 def emit(event: tuple[Any, ...]) -> None:
-    """Append one hot-path event to the ring of the running loop."""
-    ring = _rings.get(_get_running_loop())
+    """Append one hot-path event to the ring its frame carries (else the running loop's)."""
+    ring = event[2][8]
     if ring is not None:
         buffer = ring.buffer
         if len(buffer) < ring.high_water:
@@ -70,11 +70,14 @@ def emit(event: tuple[Any, ...]) -> None:
 def _emit_slow(event: tuple[Any, ...]) -> None:
     loop = _get_running_loop()
     if loop is None:
-        _thread_ring.put_locked(event)
+        _thread_ring.put_slow(event)
         WRITER.ensure_started()
         return
-    ring = ring_for_loop(loop)
-    ring.put_slow(event) if len(ring.buffer) >= ring.high_water else ring.buffer.append(event)
+    ring = _rings.get(loop) or ring_for_loop(loop)
+    if len(ring.buffer) < ring.high_water:
+        ring.buffer.append(event)
+    else:
+        ring.put_slow(event)
 
 
 def ring_for_loop(loop: asyncio.AbstractEventLoop) -> Ring:
@@ -97,7 +100,32 @@ def ring_for_loop(loop: asyncio.AbstractEventLoop) -> Ring:
     return ring
 
 
-_DRAINER_CONTEXT_VALUE = (None, None, None, None, None, False, None, 0)
+def ring_of(loop: asyncio.AbstractEventLoop) -> Ring:
+    return _rings.get(loop) or ring_for_loop(loop)
+
+
+def attach_current_loop() -> _c.Frame:
+    """Make the current context's frame carry the running loop's ring and a task id.
+
+    Tasks created by ascope's factory have both; this is for the others (the main task
+    of ``asyncio.run``, tasks created before ascope was on), so their events take the
+    fast path. Returns the current frame.
+    """
+    frame = _c.current.get()
+    loop = _get_running_loop()
+    if loop is None:
+        return frame
+    ring = ring_of(loop)
+    task_id = frame[_c.TASK]
+    if task_id is None and asyncio.current_task(loop) is not None:
+        task_id = next(_c.task_ids)
+    if frame[_c.RING] is not ring or frame[_c.TASK] != task_id:
+        frame = frame[: _c.TASK] + (task_id,) + frame[_c.TASK + 1: _c.RING] + (ring,)
+        _c.current.set(frame)
+    return frame
+
+
+_DRAINER_CONTEXT_VALUE = (None, None, None, None, None, False, None, 0, None)
 
 
 def start_drainer(ring: Ring) -> None:
@@ -359,8 +387,7 @@ def resize_rings() -> None:
         else:
             loop.call_soon_threadsafe(ring.resize, SETTINGS.ring_size, SETTINGS.overflow,
                                       SETTINGS.high_water)
-    with _thread_ring.lock or threading.Lock():
-        _thread_ring.resize(SETTINGS.ring_size, SETTINGS.overflow, SETTINGS.high_water)
+    _thread_ring.resize(SETTINGS.ring_size, SETTINGS.overflow, SETTINGS.high_water)
 
 
 # -- flushing and shutdown -------------------------------------------------------------------

@@ -1,14 +1,19 @@
 """The per-event-loop ring buffer and its counters.
 
 One ``Ring`` per event loop, created on the first event emitted on that loop, plus one
-lock-protected ring for threads that have no running loop (``asyncio.to_thread``
-workers, plain threads). A loop's ring is only touched from its loop's thread, so the
-hot path appends to a ``deque`` without a lock; the thread ring takes a lock, which is
-fine because it is never on a loop thread.
+ring for threads that have no running loop and no loop's frame (plain threads).
+
+The hot path appends to the ring's ``deque`` without a lock: ``deque.append`` is atomic,
+so threads running with a loop's context (``asyncio.to_thread`` copies it) may append to
+that loop's ring too. Everything else — the overflow path and taking a batch out —
+holds the ring's lock, and a batch is taken with ``popleft`` so an append racing with it
+is never lost.
 
 Counting is exact and nearly free: ``dropped`` and ``drained`` are counted where they
 happen (the overflow path and the drain), and ``written`` is ``drained + dropped +
-pending`` — every event appended is in exactly one of those three places.
+pending`` — every event appended is in exactly one of those three places. The hot path
+only appends below the high-water mark (at most ``capacity - 1``), so an append that
+would overflow always goes through the counted path.
 """
 
 from __future__ import annotations
@@ -35,76 +40,81 @@ class RingStats:
     sink_errors: int
 
 
+def _high_water(capacity: int, fraction: float) -> int:
+    return max(1, min(capacity - 1, int(capacity * fraction))) if capacity > 1 else 0
+
+
 class Ring:
     """A bounded buffer of hot-path event tuples with an explicit drop policy."""
 
     __slots__ = ("buffer", "capacity", "drainer", "drained", "drop_newest", "dropped",
-                 "high_water", "label", "lock", "loop", "sink_errors", "waker")
+                 "high_water", "label", "lock", "loop", "sink_errors", "thread_id", "waker")
 
     def __init__(self, loop: Any, capacity: int, overflow: str, high_water: float,
-                 label: str, threadsafe: bool = False) -> None:
+                 label: str) -> None:
         self.loop = loop
+        self.thread_id = threading.get_ident() if loop is not None else None
         self.label = label
         self.capacity = capacity
         self.buffer: deque[tuple[Any, ...]] = deque(maxlen=capacity)
-        self.high_water = max(1, min(capacity, int(capacity * high_water)))
+        self.high_water = _high_water(capacity, high_water)
         self.drop_newest = overflow == DROP_NEWEST
         self.dropped = 0
         self.drained = 0
         self.sink_errors = 0
         self.waker: Any = None  # a future the drainer sleeps on; set to wake it early
         self.drainer: Any = None  # the drain task, once started
-        self.lock = threading.Lock() if threadsafe else None
+        self.lock = threading.Lock()
 
     def put_slow(self, event: tuple[Any, ...]) -> None:
-        """Append past the high-water mark: wake the drainer, count what overflows."""
-        buffer = self.buffer
-        if len(buffer) >= self.capacity:
-            self.dropped += 1
-            if self.drop_newest:
-                self.wake()
-                return
-        buffer.append(event)  # a full deque(maxlen) drops its oldest item itself
-        self.wake()
-
-    def put_locked(self, event: tuple[Any, ...]) -> None:
-        assert self.lock is not None
+        """Append at or past the high-water mark: count what overflows, wake the drainer."""
         with self.lock:
             buffer = self.buffer
             if len(buffer) >= self.capacity:
                 self.dropped += 1
-                if self.drop_newest:
-                    return
-            buffer.append(event)
+                if not self.drop_newest:
+                    buffer.append(event)  # a full deque(maxlen) drops its oldest item itself
+            else:
+                buffer.append(event)
+        self.wake()
 
     def wake(self) -> None:
         waker = self.waker
-        if waker is not None and not waker.done():
+        if waker is None or waker.done():
+            return
+        if threading.get_ident() == self.thread_id:
             waker.set_result(None)
+        else:
+            try:
+                self.loop.call_soon_threadsafe(_wake, waker)
+            except RuntimeError:  # the loop closed; the writer sweeps this ring
+                pass
 
     def take(self) -> list[tuple[Any, ...]]:
         """Remove and return everything pending, counting it as drained."""
-        if self.lock is not None:
-            with self.lock:
-                return self._take()
-        return self._take()
-
-    def _take(self) -> list[tuple[Any, ...]]:
-        batch = list(self.buffer)
-        self.buffer.clear()
-        self.drained += len(batch)
+        with self.lock:
+            pop = self.buffer.popleft
+            batch = [pop() for _ in range(len(self.buffer))]
+            self.drained += len(batch)
         return batch
 
     def resize(self, capacity: int, overflow: str, high_water: float) -> None:
         """Apply new settings, keeping the newest pending events that still fit."""
-        kept = deque(self.buffer, maxlen=capacity)
-        self.dropped += len(self.buffer) - len(kept)
-        self.buffer = kept
-        self.capacity = capacity
-        self.high_water = max(1, min(capacity, int(capacity * high_water)))
-        self.drop_newest = overflow == DROP_NEWEST
+        with self.lock:
+            kept = deque(self.buffer, maxlen=capacity)
+            self.dropped += len(self.buffer) - len(kept)
+            self.buffer = kept
+            self.capacity = capacity
+            self.high_water = _high_water(capacity, high_water)
+            self.drop_newest = overflow == DROP_NEWEST
 
     def stats(self) -> RingStats:
-        pending = len(self.buffer)
-        return RingStats(self.label, self.drained + self.dropped + pending, self.drained,
-                         self.dropped, pending, self.sink_errors)
+        with self.lock:
+            pending = len(self.buffer)
+            return RingStats(self.label, self.drained + self.dropped + pending, self.drained,
+                             self.dropped, pending, self.sink_errors)
+
+
+def _wake(waker: Any) -> None:
+    if not waker.done():
+        waker.set_result(None)

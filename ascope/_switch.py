@@ -30,9 +30,7 @@ def enable() -> None:
     _config.ensure_sinks()
     _STATE.global_sinks = True
     _STATE.recompute()
-    loop = _pipeline._get_running_loop()
-    if loop is not None:
-        _pipeline.ring_for_loop(loop)
+    _pipeline.attach_current_loop()
 
 
 def disable() -> None:
@@ -87,16 +85,13 @@ def _set(frame: _c.Frame) -> None:
 @contextlib.contextmanager
 def enter_measure_scope() -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
     """Capture on, into a scope whose events the writer discards (for measure_overhead)."""
-    frame = _current.get()
-    token = _current.set(
-        frame[: _c.ENABLED] + (True, _pipeline.DISCARD_SCOPE) + frame[_c.SCOPE + 1:])
+    token = _current.set(_current.get())
+    frame = _pipeline.attach_current_loop()
+    _current.set(frame[: _c.ENABLED] + (True, _pipeline.DISCARD_SCOPE) + frame[_c.SCOPE + 1:])
     on_frame = _current.get()
     off_frame = _with_enabled(on_frame, False)
     _STATE.scoped_captures += 1
     _STATE.recompute()
-    loop = _pipeline._get_running_loop()
-    if loop is not None:
-        _pipeline.ring_for_loop(loop)
     try:
         yield (lambda: _set(off_frame)), (lambda: _set(on_frame))
     finally:

@@ -47,8 +47,9 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
         try:
             task_id = next(_c.task_ids)
             start = _now()
+            ring = _pipeline.ring_of(loop)
             child = (next(_c.ids), parent[_c.CID], parent, task_id, parent[_c.TRACE], True,
-                     parent[_c.SCOPE], start)
+                     parent[_c.SCOPE], start, ring)
             _pipeline.emit(("task_spawn", start, child,
                             (task_id, _coroutine_name(coro), kwargs.get("name"))))
         except Exception:

@@ -83,17 +83,19 @@ def is_sensitive(key: str) -> bool:
     return hit
 
 
+# Immutable scalars are safe to keep by reference: the value cannot change before the
+# writer sees it, so bounding huge ints and non-finite floats can wait for ``normalize``
+# (off the loop). Strings are cut here so the ring never pins a huge one.
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def capture(value: Any) -> Any:
-    """Snapshot one value; never raises."""
+    """Snapshot one value on the hot path; never raises."""
     kind = type(value)
-    if value is None or kind is bool:
-        return value
-    if kind is int:
-        return value if _INT_MIN <= value <= _INT_MAX else {"$int": _bounded_int_text(value)}
     if kind is str:
         return value if len(value) <= SETTINGS.max_string else _cut_string(value)
-    if kind is float:
-        return value if value - value == 0.0 else {"$float": repr(value)}
+    if kind in _SCALARS:
+        return value
     try:
         return _Snapshot(SETTINGS.limits).take(value, 0)
     except Exception as error:  # a hostile object beat the guards: still record something
@@ -101,13 +103,44 @@ def capture(value: Any) -> Any:
 
 
 def capture_args(args: Any) -> Any:
-    """Snapshot call arguments: a sequence becomes a list, a mapping a redacted dict."""
+    """Snapshot call arguments: a sequence becomes a list, a mapping a redacted dict.
+
+    A tuple of scalars is kept as it is (immutable); ``normalize`` makes it a list.
+    """
     kind = type(args)
-    if kind is tuple or kind is list:
+    if kind is tuple:
+        limit = SETTINGS.max_string
+        for arg in args:
+            arg_kind = type(arg)
+            if arg_kind is str:
+                if len(arg) > limit:
+                    break
+            elif arg_kind not in _SCALARS:
+                break
+        else:
+            return args
+        return [capture(a) for a in args]
+    if kind is list:
         return [capture(a) for a in args]
     if kind is dict:
         return _capture_flat_dict(args)
     return capture(args)
+
+
+def normalize(value: Any) -> Any:
+    """Finish a captured value off the loop: JSON-exact numbers, tuples as lists."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        return value if _INT_MIN <= value <= _INT_MAX else {"$int": _bounded_int_text(value)}
+    if kind is float:
+        return value if value - value == 0.0 else {"$float": repr(value)}
+    if kind is list or kind is tuple:
+        return [normalize(item) for item in value]
+    if kind is dict:
+        return {key: normalize(item) for key, item in value.items()}
+    return value
 
 
 def _capture_flat_dict(values: dict[Any, Any]) -> Any:
@@ -177,7 +210,7 @@ class _Snapshot:
     def take(self, value: Any, depth: int) -> Any:
         kind = type(value)
         if value is None or kind is bool or kind is int or kind is str or kind is float:
-            return capture(value)
+            return normalize(capture(value))
         if kind in (list, tuple, set, frozenset, dict) or isinstance(value, (list, tuple, dict)):
             return self._container(value, depth)
         if isinstance(value, (bytes, bytearray, memoryview)):

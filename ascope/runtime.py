@@ -94,7 +94,7 @@ logger = logging.getLogger("ascope")
 
 # Hot-path names bound once. Frame positions are written as literals in the two hottest
 # functions (0 cid, 1 parent id, 2 parent frame, 3 task, 4 trace, 5 enabled, 6 scope,
-# 7 start): a global constant lookup per field would cost more than the rest of the read.
+# 7 start, 8 ring): a global constant lookup per field would cost more than the rest of the read.
 _now = time.perf_counter_ns
 _current = _c.current
 _STATE = _c.STATE
@@ -102,6 +102,7 @@ _ROOT = _c.ROOT
 _emit = _pipeline.emit
 _capture = _values.capture
 _capture_args = _values.capture_args
+_SCALARS = _values._SCALARS
 
 _logged_internal_error = False
 
@@ -134,18 +135,9 @@ def initialize_context(trace_id: str | None = None) -> None:
     The task keeps its task id (a new one is assigned if it has none and runs in a
     task), drops any correlation stack, and joins ``trace_id`` (a new trace otherwise).
     """
-    import asyncio  # noqa: PLC0415 - only needed here
-
-    frame = _current.get()
-    task_id = frame[_c.TASK]
-    if task_id is None:
-        try:
-            in_task = asyncio.current_task() is not None
-        except RuntimeError:
-            in_task = False
-        task_id = next(_c.task_ids) if in_task else None
-    _current.set((None, None, None, task_id, trace_id or _c.new_trace_id(), frame[_c.ENABLED],
-                  frame[_c.SCOPE], 0))
+    frame = _pipeline.attach_current_loop()
+    _current.set((None, None, None, frame[_c.TASK], trace_id or _c.new_trace_id(),
+                  frame[_c.ENABLED], frame[_c.SCOPE], 0, frame[_c.RING]))
 
 
 def clear_context() -> None:
@@ -153,7 +145,7 @@ def clear_context() -> None:
     frame = _current.get()
     if frame is not _ROOT:
         _current.set((None, None, None, frame[_c.TASK], None, frame[_c.ENABLED],
-                      frame[_c.SCOPE], 0))
+                      frame[_c.SCOPE], 0, frame[_c.RING]))
 
 
 def get_ast_correlation_metadata() -> dict[str, Any]:
@@ -189,7 +181,8 @@ def _start(kind: str, payload: tuple[Any, ...], correlation_id: Any = None,
         return None
     cid = next(_c.ids) if correlation_id is None else correlation_id
     now = _now()
-    frame = (cid, parent[0], parent, parent[3], trace_id or parent[4], True, parent[6], now)
+    frame = (cid, parent[0], parent, parent[3], trace_id or parent[4], True, parent[6], now,
+             parent[8])
     _current.set(frame)
     _emit((kind, now, frame, payload))
     return cid
@@ -213,7 +206,7 @@ def _pop(correlation_id: Any) -> _c.Frame:
             _current.set(found[2] or _ROOT)
             return found
         found = found[2]
-    return (correlation_id, None, None, frame[3], frame[4], True, frame[6], 0)
+    return (correlation_id, None, None, frame[3], frame[4], True, frame[6], 0, frame[8])
 
 
 def _frame_for(correlation_id: Any) -> _c.Frame | None:
@@ -223,7 +216,7 @@ def _frame_for(correlation_id: Any) -> _c.Frame | None:
         return None
     if correlation_id is None or frame[0] == correlation_id:
         return frame
-    return (correlation_id, None, None, frame[3], frame[4], True, frame[6], 0)
+    return (correlation_id, None, None, frame[3], frame[4], True, frame[6], 0, frame[8])
 
 
 def _since(frame: _c.Frame, now: int) -> int | None:
@@ -297,12 +290,17 @@ def report_function_entry(module: Any, function: Any, args: Any = (),
             return None
         cid = next(_c.ids) if correlation_id is None else correlation_id
         now = _now()
-        frame = (cid, parent[0], parent, parent[3], parent[4], True, parent[6], now)
+        frame = (cid, parent[0], parent, parent[3], parent[4], True, parent[6], now, parent[8])
         _current.set(frame)
-        _emit(("function_entry", now, frame,
-               (module if type(module) is str else _text(module),
-                function if type(function) is str else _text(function),
-                _capture_args(args), None, None)))
+        event = ("function_entry", now, frame,
+                 (module if type(module) is str else _text(module),
+                  function if type(function) is str else _text(function),
+                  _capture_args(args), None, None))
+        ring = parent[8]  # _pipeline.emit, inlined: this is the hottest call there is
+        if ring is not None and len(ring.buffer) < ring.high_water:
+            ring.buffer.append(event)
+        else:
+            _emit(event)
         return cid
     except Exception:
         _internal_error()
@@ -329,8 +327,14 @@ def report_function_exit(correlation_id: Any, result: Any = None, duration_ns: i
         now = _now()
         if duration_ns is None and frame[7]:
             duration_ns = now - frame[7]
-        _emit(("function_exit", now, frame,
-               (_capture(result), duration_ns, outcome, None, None)))
+        event = ("function_exit", now, frame,
+                 (result if type(result) in _SCALARS else _capture(result), duration_ns,
+                  outcome, None, None))
+        ring = frame[8]  # _pipeline.emit, inlined
+        if ring is not None and len(ring.buffer) < ring.high_water:
+            ring.buffer.append(event)
+        else:
+            _emit(event)
     except Exception:
         _internal_error()
 

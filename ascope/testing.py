@@ -44,14 +44,12 @@ class capture:  # noqa: N801 - used like a function: `with capture() as c:`
             raise RuntimeError("this capture() is already open; create a new one")
         writer = _pipeline.WRITER
         writer.captures = {**writer.captures, self._id: self._sink}  # copy: the writer reads it
-        frame = _c.current.get()
+        self._token = _c.current.set(_c.current.get())
+        frame = _pipeline.attach_current_loop()
         scope = (frame[_c.SCOPE] or ()) + (self._id,)
-        self._token = _c.current.set(frame[: _c.ENABLED] + (True, scope) + frame[_c.SCOPE + 1:])
+        _c.current.set(frame[: _c.ENABLED] + (True, scope) + frame[_c.SCOPE + 1:])
         _c.STATE.scoped_captures += 1
         _c.STATE.recompute()
-        loop = _pipeline._get_running_loop()
-        if loop is not None:
-            _pipeline.ring_for_loop(loop)
 
     def _leave(self) -> None:
         writer = _pipeline.WRITER
