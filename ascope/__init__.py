@@ -17,6 +17,7 @@ from ._events import Node as Node
 from ._exceptions import AscopeError as AscopeError
 from ._exceptions import ConfigurationError as ConfigurationError
 from ._exceptions import InvalidNodeId as InvalidNodeId
+from ._install import install as install
 from ._pipeline import Stats as Stats
 from ._pipeline import flush as flush
 from ._pipeline import shutdown as shutdown
@@ -27,6 +28,8 @@ from ._switch import disabled as disabled
 from ._switch import enable as enable
 from ._tasks import install_task_factory as install_task_factory
 from ._tasks import uninstall_task_factory as uninstall_task_factory
+from .instrument import instrument as instrument
+from .instrument import instrument_packages as instrument_packages
 from .runtime import clear_context as clear_context
 from .runtime import current_correlation_id as current_correlation_id
 from .runtime import enabled as enabled
@@ -51,7 +54,10 @@ __all__ = [
     "enabled",
     "flush",
     "initialize_context",
+    "install",
     "install_task_factory",
+    "instrument",
+    "instrument_packages",
     "runtime",
     "shutdown",
     "stats",
