@@ -58,7 +58,10 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
         context = kwargs.get("context")
         if context is not None:
             # The caller chose the task's context; the frame goes into that one.
-            context.run(_current.set, child)
+            try:  # noqa: SIM105 - no contextlib import on this module's hot path
+                context.run(_current.set, child)
+            except RuntimeError:  # it is entered (the caller's own, inside ctx.run): leave it
+                pass
             task = create(loop, coro, **kwargs)
         else:
             # The task copies the caller's context while being created: set the child's
@@ -82,7 +85,10 @@ def _task_done(frame: _c.Frame, task: asyncio.Future[Any]) -> None:
         if task.cancelled():
             outcome, error = "cancelled", None
         else:
-            exception = task.exception()
+            # Not task.exception(): it marks the exception retrieved, which would silence
+            # asyncio's "Task exception was never retrieved" report for the user.
+            exception = getattr(task, "_exception", None) if hasattr(task, "_exception") \
+                else task.exception()
             if exception is None:
                 outcome, error = "result", None
             else:
