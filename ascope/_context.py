@@ -72,11 +72,16 @@ ids = _id_counter()
 task_ids = _id_counter()
 
 
+_after_reseed: list[Any] = []
+
+
 def reseed_ids() -> None:
     """Give a forked child its own id space (registered with os.register_at_fork)."""
     global ids, task_ids
     ids = _id_counter()
     task_ids = _id_counter()
+    for rebind in _after_reseed:
+        rebind()
 
 
 if hasattr(os, "register_at_fork"):

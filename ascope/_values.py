@@ -88,6 +88,10 @@ def is_sensitive(key: str) -> bool:
 # (off the loop). Strings are cut here so the ring never pins a huge one.
 _SCALARS = frozenset({int, float, bool, type(None)})
 
+# What a hot-path capture may leave for ``normalize``: lists and dicts it builds are
+# already normalized, so the writer only looks at these top-level types.
+NEEDS_NORMALIZING = frozenset({int, float, tuple})
+
 
 def capture(value: Any) -> Any:
     """Snapshot one value on the hot path; never raises."""
@@ -119,12 +123,17 @@ def capture_args(args: Any) -> Any:
                 break
         else:
             return args
-        return [capture(a) for a in args]
+        return [snapshot(a) for a in args]
     if kind is list:
-        return [capture(a) for a in args]
+        return [snapshot(a) for a in args]
     if kind is dict:
         return _capture_flat_dict(args)
     return capture(args)
+
+
+def snapshot(value: Any) -> Any:
+    """``capture`` for a value nested in something ascope builds: fully normalized."""
+    return normalize(capture(value))
 
 
 def normalize(value: Any) -> Any:
@@ -151,7 +160,7 @@ def _capture_flat_dict(values: dict[Any, Any]) -> Any:
     for key, value in values.items():
         if type(key) is not str:
             return capture(values)
-        out[key] = REDACTED if is_sensitive(key) else capture(value)
+        out[key] = REDACTED if is_sensitive(key) else snapshot(value)
     return out
 
 
@@ -210,7 +219,7 @@ class _Snapshot:
     def take(self, value: Any, depth: int) -> Any:
         kind = type(value)
         if value is None or kind is bool or kind is int or kind is str or kind is float:
-            return normalize(capture(value))
+            return snapshot(value)
         if kind in (list, tuple, set, frozenset, dict) or isinstance(value, (list, tuple, dict)):
             return self._container(value, depth)
         if isinstance(value, (bytes, bytearray, memoryview)):

@@ -103,6 +103,15 @@ _emit = _pipeline.emit
 _capture = _values.capture
 _capture_args = _values.capture_args
 _SCALARS = _values._SCALARS
+_next_id = _c.ids.__next__
+
+
+def _rebind_ids() -> None:
+    global _next_id
+    _next_id = _c.ids.__next__
+
+
+_c._after_reseed.append(_rebind_ids)
 
 _logged_internal_error = False
 
@@ -288,7 +297,7 @@ def report_function_entry(module: Any, function: Any, args: Any = (),
         parent = _current.get()
         if not parent[5]:
             return None
-        cid = next(_c.ids) if correlation_id is None else correlation_id
+        cid = _next_id() if correlation_id is None else correlation_id
         now = _now()
         frame = (cid, parent[0], parent, parent[3], parent[4], True, parent[6], now, parent[8])
         _current.set(frame)

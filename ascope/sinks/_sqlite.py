@@ -25,8 +25,7 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_correlation ON events (correlation_id);
-CREATE INDEX IF NOT EXISTS events_parent ON events (parent_id);
-CREATE INDEX IF NOT EXISTS events_trace ON events (trace_id);
+CREATE INDEX IF NOT EXISTS events_trace ON events (trace_id) WHERE trace_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_task ON events (task_id);
 CREATE INDEX IF NOT EXISTS events_kind ON events (kind);
 """

@@ -1,0 +1,229 @@
+"""Runtime core benchmarks (issue 2). Run: .venv/bin/python benchmarks/bench_runtime.py
+
+Every figure is a median over interleaved rounds measured in this one run, printed with
+its ratio to a baseline measured alongside it (the machine is shared and noisy: absolute
+numbers swing, ratios hold). Targets:
+
+- report_function_entry + report_function_exit, capture on: <= 1 us per pair, and >= 20x
+  cheaper than an OpenTelemetry SDK span start/end with a batch processor;
+- capture off: a report call <= 1.5x an empty Python function with the same arguments;
+- task factory: create + run + finish of a trivial task <= 1.6x the default factory;
+- >= 1,000,000 events/s appended to the ring from one task, >= 200,000 events/s sustained
+  end to end into SQLite, memory flat under overload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import resource
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import interleaved, print_table  # noqa: E402
+
+import ascope  # noqa: E402
+from ascope import _pipeline, runtime  # noqa: E402
+
+now = time.perf_counter_ns
+
+
+def empty(module: object, function: object, args: object) -> None:
+    return None
+
+
+def per_call(body: object, n: int) -> float:
+    gc.collect()
+    t0 = now()
+    body(n)  # type: ignore[operator]
+    return (now() - t0) / n
+
+
+async def bench_calls(rounds: int, n: int) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class NoExport(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NoExport()))
+    tracer = provider.get_tracer("bench")
+
+    entry = runtime.report_function_entry
+    exit_ = runtime.report_function_exit
+    args = (1, 2)
+
+    def pairs(count: int) -> None:
+        for _ in range(count):
+            exit_(entry("bench", "f", args), None)
+
+    def otel(count: int) -> None:
+        for _ in range(count):
+            with tracer.start_as_current_span("f"):
+                pass
+
+    def empties(count: int) -> None:
+        for _ in range(count):
+            empty("bench", "f", args)
+
+    def entries_off(count: int) -> None:
+        for _ in range(count):
+            entry("bench", "f", args)
+
+    def on(measure: object) -> float:
+        # Hot path only: the ring is emptied and the writer idle before timing.
+        _pipeline.flush_blocking()
+        return per_call(measure, n)
+
+    def on_with_writer(measure: object) -> float:
+        # End to end: the writer thread writes the previous chunk into SQLite meanwhile.
+        _pipeline.hand_off_current()
+        return per_call(measure, n)
+
+    def off(measure: object) -> float:
+        ascope.disable()
+        try:
+            return per_call(measure, n)
+        finally:
+            ascope.enable()
+
+    def task_disabled(measure: object) -> float:
+        with ascope.disabled():
+            return per_call(measure, n)
+
+    figures = interleaved({
+        "empty function f(module, function, args)": lambda: per_call(empties, n),
+        "capture off: report_function_entry": lambda: off(entries_off),
+        "disabled() for the task: report_function_entry": lambda: task_disabled(entries_off),
+        "capture on: entry + exit pair (hot path)": lambda: on(pairs),
+        "capture on: pair incl. writer into SQLite": lambda: on_with_writer(pairs),
+        "OpenTelemetry span start/end (batch)": lambda: per_call(otel, n),
+    }, rounds)
+    provider.shutdown()
+    print_table("Report calls (ns per call)", figures, "empty function f(module, function, args)",
+                "ns")
+    pair = figures["capture on: entry + exit pair (hot path)"]
+    otel_ns = figures["OpenTelemetry span start/end (batch)"]
+    off_ratio = figures["capture off: report_function_entry"] / figures[
+        "empty function f(module, function, args)"]
+    print(f"  -> pair {pair:,.0f} ns (target <= 1,000); OpenTelemetry / ascope = "
+          f"{otel_ns / pair:.1f}x (target >= 20); off / empty = {off_ratio:.2f}x (target <= 1.5)")
+
+
+def bench_tasks(rounds: int, n: int, use_uvloop: bool) -> None:
+    async def trivial() -> None:
+        return None
+
+    async def spawn_all(count: int) -> float:
+        loop = asyncio.get_running_loop()
+        t0 = now()
+        for _ in range(count):
+            await loop.create_task(trivial())
+        return (now() - t0) / count
+
+    def run(with_ascope: bool) -> float:
+        async def main() -> float:
+            if with_ascope:
+                ascope.install_task_factory()
+                # Consume events as a real service would, between the timed chunks.
+                await ascope.flush()
+            return await spawn_all(n)
+
+        if use_uvloop:
+            import uvloop
+            return uvloop.run(main())
+        return asyncio.run(main())
+
+    figures = interleaved({
+        "default task factory": lambda: run(False),
+        "ascope task factory (spawn + exit recorded)": lambda: run(True),
+    }, rounds)
+    print_table(f"Task create + run + finish, {'uvloop' if use_uvloop else 'asyncio'} "
+                "(ns per task)", figures, "default task factory", "ns")
+
+
+async def bench_throughput(seconds: float, store: str) -> None:
+    emit = runtime.report_line_execution
+
+    # 1. Appending to the ring from one task, no awaits: pure hot-path rate.
+    ascope.configure(ring_size=1 << 20)
+    await ascope.flush()
+    count = 200_000
+    t0 = now()
+    for line in range(count):
+        emit(None, line)
+    ring_rate = count / ((now() - t0) / 1e9)
+    await ascope.flush()
+
+    # 2. Sustained end to end into SQLite: emit in chunks, yielding so the drainer runs.
+    ascope.configure(ring_size=65_536)
+    before = ascope.stats()
+    t0 = now()
+    deadline = t0 + int(seconds * 1e9)
+    emitted = 0
+    while now() < deadline:
+        for line in range(2_000):
+            emit(None, line)
+        emitted += 2_000
+        await asyncio.sleep(0)
+    await ascope.flush()
+    elapsed = (now() - t0) / 1e9
+    after = ascope.stats()
+    dropped = after.dropped - before.dropped
+    written_to_sink = emitted - dropped
+    print("\nThroughput (report_line_execution from one task)")
+    print(f"  appended to the ring:            {ring_rate:>12,.0f} events/s (target >= 1,000,000)")
+    print(f"  end to end into SQLite:          {written_to_sink / elapsed:>12,.0f} events/s "
+          f"(target >= 200,000); emitted {emitted:,}, dropped {dropped:,}, "
+          f"sink errors {after.sink_errors - before.sink_errors}")
+    with ascope.store.open_store(store) as opened:
+        print(f"  rows in the store:               {opened.count():>12,}")
+
+    # 3. Overload: emit as fast as possible without yielding; memory must stay flat.
+    rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(10):
+        for line in range(200_000):
+            emit(None, line)
+        await asyncio.sleep(0)
+    await ascope.flush()
+    rss_end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"  overload, 2,000,000 events in bursts: peak RSS grew {(rss_end - rss_start) / 1024:,.1f}"
+          f" MiB; dropped so far {ascope.stats().dropped:,} (counted, ring bounded)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--tasks", type=int, default=5_000)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    options = parser.parse_args()
+    from ascope import store as _store  # noqa: F401 - used via ascope.store
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "bench.db")
+        ascope.configure(sinks=[f"sqlite:{path}"])
+
+        async def calls_and_throughput() -> None:
+            ascope.enable()
+            await bench_calls(options.rounds, options.calls)
+            await bench_throughput(options.seconds, path)
+
+        asyncio.run(calls_and_throughput())
+        ascope.enable()
+        bench_tasks(options.rounds, options.tasks, use_uvloop=False)
+        bench_tasks(options.rounds, options.tasks, use_uvloop=True)
+        ascope.disable()
+        ascope.shutdown()
+    print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
