@@ -67,17 +67,17 @@ def configure(
             changes[name] = _positive_int(name, value)
     if redact is not _UNSET:
         changes["redact"] = _words("redact", redact)
-    new_sinks = _UNSET if sinks is _UNSET else _build_sinks(sinks)
+    new_sinks: list[Any] | None = None if sinks is _UNSET else _build_sinks(sinks)
 
     # Everything checked: apply.
     ring_changed = any(getattr(pipeline, key) != value for key, value in new_ring.items())
-    for key, value in new_ring.items():
-        setattr(pipeline, key, value)
+    for key, new_value in new_ring.items():
+        setattr(pipeline, key, new_value)
     if ring_changed:
         _pipeline.resize_rings()
     if changes:
         _values.set_limits(replace(limits, **changes))
-    if new_sinks is not _UNSET:
+    if new_sinks is not None:
         global _configured_sinks
         _configured_sinks = new_sinks
         _pipeline.WRITER.set_sinks(new_sinks)
@@ -194,7 +194,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any
 
 def configure_from_environment(environ: Mapping[str, str] | None = None) -> bool:
     """Apply ``ASCOPE_*`` settings; switch capture on if they ask. Returns that switch."""
-    from ._switch import enable  # noqa: PLC0415
+    from ._switch import enable
 
     options, turn_on = settings_from_environment(os.environ if environ is None else environ)
     if options:

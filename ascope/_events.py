@@ -18,7 +18,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from . import _context as _c
 from ._values import NEEDS_NORMALIZING, normalize
 
 
@@ -77,7 +76,7 @@ class Event(NamedTuple):
         }
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> Event:  # type: ignore[misc]
+    def from_dict(cls, raw: Mapping[str, Any]) -> Event:
         return cls(
             raw["kind"], raw["ts_ns"], raw["wall_ns"], raw["correlation_id"],
             raw["parent_id"], raw["task_id"], raw["trace_id"], Node(*raw["node"]), raw["data"],
@@ -152,8 +151,9 @@ def build_event(raw: tuple[Any, ...], wall_offset_ns: int, node: Node) -> Event:
         data: Mapping[str, Any] = (normalize(payload) if isinstance(payload, dict)
                                    else {"value": normalize(payload)})
     else:
-        data = dict(zip(fields, [normalize(value) if type(value) in NEEDS_NORMALIZING else value
-                                 for value in payload]))
+        values = [normalize(value) if type(value) in NEEDS_NORMALIZING else value
+                  for value in payload]
+        data = dict(zip(fields, values, strict=False))
     return _new_event(Event, (kind, ts_ns, ts_ns + wall_offset_ns, frame[0], frame[1], frame[3],
                               frame[4], node, data))
 

@@ -5,7 +5,8 @@ API and everything behind the ring never raise into user code.
 
     AscopeError
     ├── ConfigurationError   bad settings given to configure() or ASCOPE_* variables
-    └── InvalidNodeId        (also a ValueError) a node id not in module:qualname:line:node_type form
+    └── InvalidNodeId        (also a ValueError) a node id not shaped
+                             module:qualname:line:node_type
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def ring_for_loop(loop: asyncio.AbstractEventLoop) -> Ring:
         ring = Ring(loop, SETTINGS.ring_size, SETTINGS.overflow, SETTINGS.high_water, label)
         _rings[loop] = ring
     start_drainer(ring)
-    from . import _tasks  # noqa: PLC0415 - _tasks imports this module
+    from . import _tasks
 
     _tasks.install_task_factory(loop)
     WRITER.ensure_started()

@@ -47,8 +47,21 @@ def _high_water(capacity: int, fraction: float) -> int:
 class Ring:
     """A bounded buffer of hot-path event tuples with an explicit drop policy."""
 
-    __slots__ = ("buffer", "capacity", "drainer", "drained", "drop_newest", "dropped",
-                 "high_water", "label", "lock", "loop", "sink_errors", "thread_id", "waker")
+    __slots__ = (
+        "buffer",
+        "capacity",
+        "drained",
+        "drainer",
+        "drop_newest",
+        "dropped",
+        "high_water",
+        "label",
+        "lock",
+        "loop",
+        "sink_errors",
+        "thread_id",
+        "waker",
+    )
 
     def __init__(self, loop: Any, capacity: int, overflow: str, high_water: float,
                  label: str) -> None:

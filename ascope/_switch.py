@@ -25,7 +25,7 @@ def enable() -> None:
     Called inside a running loop, it also sets the loop up at once (ring, drainer, task
     factory), so tasks created right after are tracked.
     """
-    from . import _config  # noqa: PLC0415 - _config imports this module
+    from . import _config
 
     _config.ensure_sinks()
     _STATE.global_sinks = True
@@ -43,7 +43,7 @@ def _with_enabled(frame: _c.Frame, flag: bool) -> _c.Frame:
     return frame[: _c.ENABLED] + (flag,) + frame[_c.ENABLED + 1:]
 
 
-class disabled(contextlib.ContextDecorator):  # noqa: N801 - reads as a function
+class disabled(contextlib.ContextDecorator):
     """Turn capture off for the current task (and tasks it spawns) inside the block.
 
     Works as ``with ascope.disabled():`` and as a decorator on sync and async functions;

@@ -58,7 +58,7 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
         context = kwargs.get("context")
         if context is not None:
             # The caller chose the task's context; the frame goes into that one.
-            try:  # noqa: SIM105 - no contextlib import on this module's hot path
+            try:
                 context.run(_current.set, child)
             except RuntimeError:  # it is entered (the caller's own, inside ctx.run): leave it
                 pass

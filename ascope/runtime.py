@@ -18,16 +18,11 @@ operation that is current.
 
 from __future__ import annotations
 
-import logging
-import re
-import time
-import traceback as _traceback
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import _context as _c
 from . import _events, _pipeline, _values
-from ._exceptions import InvalidNodeId
 
 __all__ = [
     "NodeId",
@@ -90,40 +85,69 @@ __all__ = [
     "validate_ast_node_id",
 ]
 
-logger = logging.getLogger("ascope")
+# Sections of the API live in their own modules; this module is the one public face.
+from ._node_ids import NodeId as NodeId
+from ._node_ids import validate_ast_node_id as validate_ast_node_id
+from ._report import (
+    _ROOT,
+    _SCALARS,
+    _STATE,
+    _active,
+    _capture,
+    _capture_args,
+    _current,
+    _emit,
+    _error_fields,
+    _frame_for,
+    _internal_error,
+    _now,
+    _pop,
+    _since,
+    _start,
+    _text,
+    _traceback_of,
+)
+from ._report import _diff as _diff
+from ._report_data import report_node_event as report_node_event
+from ._report_data import report_partition_detected as report_partition_detected
+from ._report_data import report_query_complete as report_query_complete
+from ._report_data import report_query_start as report_query_start
+from ._report_data import report_service_callback_complete as report_service_callback_complete
+from ._report_data import report_service_callback_error as report_service_callback_error
+from ._report_data import report_service_callback_start as report_service_callback_start
+from ._report_data import report_service_callback_success as report_service_callback_success
+from ._report_web import report_action_complete as report_action_complete
+from ._report_web import report_action_error as report_action_error
+from ._report_web import report_action_parameters as report_action_parameters
+from ._report_web import report_action_start as report_action_start
+from ._report_web import report_action_success as report_action_success
+from ._report_web import report_channel_join_complete as report_channel_join_complete
+from ._report_web import report_channel_join_start as report_channel_join_start
+from ._report_web import report_channel_message_complete as report_channel_message_complete
+from ._report_web import report_channel_message_start as report_channel_message_start
+from ._report_web import report_endpoint_entry as report_endpoint_entry
+from ._report_web import report_endpoint_exit as report_endpoint_exit
+from ._report_web import report_http_request_complete as report_http_request_complete
+from ._report_web import report_http_request_start as report_http_request_start
+from ._report_web import report_live_assigns as report_live_assigns
+from ._report_web import report_live_callback as report_live_callback
+from ._report_web import report_live_callback_error as report_live_callback_error
+from ._report_web import report_live_callback_success as report_live_callback_success
+from ._report_web import report_live_event as report_live_event
+from ._report_web import report_live_event_complete as report_live_event_complete
+from ._report_web import report_live_event_start as report_live_event_start
+from ._report_web import report_live_mount_complete as report_live_mount_complete
+from ._report_web import report_live_mount_start as report_live_mount_start
 
-# Hot-path names bound once. Frame positions are written as literals in the two hottest
-# functions (0 cid, 1 parent id, 2 parent frame, 3 task, 4 trace, 5 enabled, 6 scope,
-# 7 start, 8 ring): a global constant lookup per field would cost more than the rest of the read.
-_now = time.perf_counter_ns
-_current = _c.current
-_STATE = _c.STATE
-_ROOT = _c.ROOT
-_emit = _pipeline.emit
-_capture = _values.capture
-_capture_args = _values.capture_args
-_SCALARS = _values._SCALARS
 _next_id = _c.ids.__next__
 
 
-def _rebind_ids() -> None:
+def _rebind_ids() -> None:  # after a fork, ids come from the child's own counter
     global _next_id
     _next_id = _c.ids.__next__
 
 
 _c._after_reseed.append(_rebind_ids)
-
-_logged_internal_error = False
-
-
-def _internal_error() -> None:
-    global _logged_internal_error
-    _STATE.internal_errors += 1
-    if not _logged_internal_error:
-        _logged_internal_error = True
-        logger.exception("ascope: a report call failed inside ascope; the caller was not "
-                         "affected. Further failures are only counted in stats().")
-
 
 # -- context ---------------------------------------------------------------------------------
 
@@ -135,7 +159,8 @@ def enabled() -> bool:
 
 def current_correlation_id() -> int | None:
     """The correlation id of the operation current in this task, or None."""
-    return _current.get()[0]
+    correlation_id: int | None = _current.get()[0]
+    return correlation_id
 
 
 def initialize_context(trace_id: str | None = None) -> None:
@@ -172,116 +197,6 @@ def get_ast_correlation_metadata() -> dict[str, Any]:
         "wall_ns": now + _events.wall_offset_ns(),
         "enabled": bool(_STATE.on and frame[_c.ENABLED]),
     }
-
-
-# -- helpers shared by the report functions ----------------------------------------------------
-
-
-def _active() -> _c.Frame | None:
-    frame = _current.get()
-    return frame if frame[5] else None
-
-
-def _start(kind: str, payload: tuple[Any, ...], correlation_id: Any = None,
-           trace_id: str | None = None) -> int | None:
-    """Open an operation: new frame (made current), one start event; returns its id."""
-    parent = _current.get()
-    if not parent[5]:
-        return None
-    cid = next(_c.ids) if correlation_id is None else correlation_id
-    now = _now()
-    frame = (cid, parent[0], parent, parent[3], trace_id or parent[4], True, parent[6], now,
-             parent[8])
-    _current.set(frame)
-    _emit((kind, now, frame, payload))
-    return cid
-
-
-def _pop(correlation_id: Any) -> _c.Frame:
-    """Close operation ``correlation_id``: restore the frame current before it started.
-
-    Returns the operation's frame. If it is not on this context's stack (closed from
-    another task, or twice) the context is left alone and a detached frame is returned.
-    """
-    frame = _current.get()
-    if frame[0] == correlation_id:
-        _current.set(frame[2] or _ROOT)
-        return frame
-    found = frame[2]
-    for _ in range(256):
-        if found is None:
-            break
-        if found[0] == correlation_id:
-            _current.set(found[2] or _ROOT)
-            return found
-        found = found[2]
-    return (correlation_id, None, None, frame[3], frame[4], True, frame[6], 0, frame[8])
-
-
-def _frame_for(correlation_id: Any) -> _c.Frame | None:
-    """The frame a point event belongs to, or None when capture is off for it."""
-    frame = _current.get()
-    if not frame[5]:
-        return None
-    if correlation_id is None or frame[0] == correlation_id:
-        return frame
-    return (correlation_id, None, None, frame[3], frame[4], True, frame[6], 0, frame[8])
-
-
-def _since(frame: _c.Frame, now: int) -> int | None:
-    return now - frame[7] if frame[7] else None
-
-
-def _text(value: Any) -> Any:
-    """A name, path or label: kept if it is a short string, else a bounded snapshot."""
-    if type(value) is str and len(value) <= 512:
-        return value
-    return _capture(value) if not callable(value) else _callable_name(value)
-
-
-def _callable_name(value: Any) -> str:
-    module = getattr(value, "__module__", None)
-    name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
-    if isinstance(name, str):
-        return f"{module}.{name}" if isinstance(module, str) else name
-    return _values.guarded_repr(value)
-
-
-def _error_fields(error: Any, message: Any = None) -> tuple[Any, Any]:
-    """(type name, message) of an exception, an exception type, or anything else."""
-    if isinstance(error, BaseException):
-        return type(error).__qualname__, (_str_or_repr(error) if message is None
-                                          else _capture(message))
-    if isinstance(error, type) and issubclass(error, BaseException):
-        return error.__qualname__, _capture(message)
-    return _text(error), _capture(message)
-
-
-def _str_or_repr(error: BaseException) -> str:
-    try:
-        text = str(error)
-    except Exception:
-        return _values.guarded_repr(error)
-    limit = _values.SETTINGS.max_string
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _traceback_of(error: Any, given: Any) -> Any:
-    if given is not None:
-        if isinstance(given, str):
-            return _capture(given)
-        tb = given
-    elif isinstance(error, BaseException):
-        tb = error.__traceback__
-    else:
-        return None
-    if tb is None:
-        return None
-    try:
-        frames = _traceback.extract_tb(tb, limit=32)
-    except Exception:
-        return _values.guarded_repr(tb)
-    return [[f.filename, f.lineno, f.name] for f in frames]
 
 
 # -- core ------------------------------------------------------------------------------------
@@ -408,24 +323,10 @@ def report_state_change(target: Any, before: Any, after: Any, diff: Any = None) 
         frame = _active()
         if frame is not None:
             old, new = _capture(before), _capture(after)
-            if diff is None:
-                diff = _diff(old, new)
-            else:
-                diff = _capture(diff)
+            diff = _diff(old, new) if diff is None else _capture(diff)
             _emit(("state_change", _now(), frame, (_text(target), old, new, diff)))
     except Exception:
         _internal_error()
-
-
-def _diff(old: Any, new: Any) -> Any:
-    if not (isinstance(old, dict) and isinstance(new, dict)):
-        return None if old == new else {"before": old, "after": new}
-    changed = {key: [old.get(key), new[key]] for key in new if key in old and old[key] != new[key]}
-    return {
-        "added": {key: new[key] for key in new if key not in old},
-        "removed": {key: old[key] for key in old if key not in new},
-        "changed": changed,
-    }
 
 
 def report_event(kind: str, data: Mapping[str, Any] | None = None) -> None:
@@ -596,377 +497,6 @@ def report_ast_correlation_performance(correlation_id: Any, operation: str,
         _internal_error()
 
 
-# -- web: HTTP (Phoenix request / controller / action) -----------------------------------------
-
-
-def report_http_request_start(method: str, path: str, params: Any = None, client: Any = None,
-                              *, headers: Any = None, route: str | None = None,
-                              trace_id: str | None = None, correlation_id: Any = None
-                              ) -> int | None:
-    """Open a request operation (the root of everything the request does)."""
-    if not _STATE.on:
-        return None
-    try:
-        payload = (_text(method), _text(path), _capture(params), _capture(client),
-                   _values.capture_mapping(headers), _text(route))
-        return _start("http_request_start", payload, correlation_id, trace_id)
-    except Exception:
-        _internal_error()
-        return None
-
-
-def report_http_request_complete(correlation_id: Any, status: Any, content_type: Any = None,
-                                 response_size: int | None = None,
-                                 duration_ns: int | None = None, outcome: str = "complete"
-                                 ) -> None:
-    """Close a request operation (``outcome``: complete, error, disconnect...)."""
-    if correlation_id is None:
-        return
-    try:
-        frame = _pop(correlation_id)
-        if not _STATE.on:
-            return
-        now = _now()
-        _emit(("http_request_complete", now, frame,
-               (_capture(status), _text(content_type), _capture(response_size),
-                duration_ns if duration_ns is not None else _since(frame, now),
-                _text(outcome))))
-    except Exception:
-        _internal_error()
-
-
-def report_endpoint_entry(endpoint: Any, action: Any = None, params: Any = None,
-                          route: str | None = None) -> int | None:
-    """Open the route handler's operation (the controller entry)."""
-    if not _STATE.on:
-        return None
-    try:
-        return _start("endpoint_entry",
-                      (_text(endpoint), _text(action), _capture(params), _text(route)))
-    except Exception:
-        _internal_error()
-        return None
-
-
-def report_endpoint_exit(correlation_id: Any, endpoint: Any, action: Any = None,
-                         result: Any = None, outcome: str = "return") -> None:
-    """Close the route handler's operation (the controller exit)."""
-    _finish(correlation_id, "endpoint_exit",
-            lambda frame, now: (_text(endpoint), _text(action), _capture(result),
-                                _text(outcome), _since(frame, now)))
-
-
-def report_action_start(endpoint: Any, action: Any, params: Any = None) -> int | None:
-    """Open an action (a method of a class-based endpoint)."""
-    if not _STATE.on:
-        return None
-    try:
-        return _start("action_start", (_text(endpoint), _text(action), _capture(params)))
-    except Exception:
-        _internal_error()
-        return None
-
-
-def report_action_parameters(endpoint: Any, action: Any, params: Any) -> None:
-    """Record the parameters an action was called with."""
-    _point("action_parameters", lambda: (_text(endpoint), _text(action), _capture(params)))
-
-
-def report_action_success(endpoint: Any, action: Any, result: Any = None) -> None:
-    """Record that an action returned."""
-    _point("action_success", lambda: (_text(endpoint), _text(action), _capture(result)))
-
-
-def report_action_error(endpoint: Any, action: Any, error: Any, message: Any = None) -> None:
-    """Record that an action raised."""
-    _point("action_error", lambda: (_text(endpoint), _text(action), *_error_fields(error,
-                                                                                   message)))
-
-
-def report_action_complete(correlation_id: Any, endpoint: Any, action: Any) -> None:
-    """Close an action."""
-    _finish(correlation_id, "action_complete",
-            lambda frame, now: (_text(endpoint), _text(action), _since(frame, now)))
-
-
-def _point(kind: str, build: Any) -> None:
-    if not _STATE.on:
-        return
-    try:
-        frame = _active()
-        if frame is not None:
-            _emit((kind, _now(), frame, build()))
-    except Exception:
-        _internal_error()
-
-
-def _finish(correlation_id: Any, kind: str, build: Any) -> None:
-    if correlation_id is None:
-        return
-    try:
-        frame = _pop(correlation_id)
-        if _STATE.on:
-            now = _now()
-            _emit((kind, now, frame, build(frame, now)))
-    except Exception:
-        _internal_error()
-
-
-# -- web: channels (websockets) ----------------------------------------------------------------
-
-
-def report_channel_join_start(path: str, params: Any = None, socket: Any = None) -> int | None:
-    """Open a channel (a websocket connection): its operation spans the whole connection."""
-    if not _STATE.on:
-        return None
-    try:
-        return _start("channel_join_start", (_text(path), _capture(params), _capture(socket)))
-    except Exception:
-        _internal_error()
-        return None
-
-
-def report_channel_join_complete(correlation_id: Any, path: str, result: Any,
-                                 close_code: int | None = None) -> None:
-    """Record how the join ended (accepted, or closed before accept with ``close_code``).
-
-    The channel stays current: messages that follow are its children.
-    """
-    if not _STATE.on:
-        return
-    try:
-        frame = _frame_for(correlation_id)
-        if frame is not None:
-            _emit(("channel_join_complete", _now(), frame,
-                   (_text(path), _capture(result), _capture(close_code))))
-    except Exception:
-        _internal_error()
-
-
-def report_channel_message_start(path: str, event: Any, payload: Any) -> int | None:
-    """Open one message's operation (a child of the channel)."""
-    if not _STATE.on:
-        return None
-    try:
-        return _start("channel_message_start", (_text(path), _text(event), _capture(payload)))
-    except Exception:
-        _internal_error()
-        return None
-
-
-def report_channel_message_complete(correlation_id: Any, path: str, event: Any,
-                                    result: Any = None) -> None:
-    """Close one message's operation."""
-    _finish(correlation_id, "channel_message_complete",
-            lambda frame, now: (_text(path), _text(event), _capture(result),
-                                _since(frame, now)))
-
-
-# -- web: live sessions (LiveView) -------------------------------------------------------------
-
-
-def report_live_mount_start(view: Any, params: Any = None, session: Any = None) -> int | None:
-    """Open a live view's mount."""
-    if not _STATE.on:
-        return None
-    try:
-        return _start("live_mount_start", (_text(view), _capture(params), _capture(session)))
-    except Exception:
-        _internal_error()
-        return None
-
-
-def report_live_mount_complete(correlation_id: Any, view: Any, assigns: Any = None) -> None:
-    """Close a live view's mount, with the assigns it produced."""
-    _finish(correlation_id, "live_mount_complete",
-            lambda frame, now: (_text(view), _capture(assigns), _since(frame, now)))
-
-
-def report_live_event_start(view: Any, event: Any, params: Any = None,
-                            assigns: Any = None) -> int | None:
-    """Open the handling of one live event (``handle_event``)."""
-    if not _STATE.on:
-        return None
-    try:
-        return _start("live_event_start",
-                      (_text(view), _text(event), _capture(params), _capture(assigns)))
-    except Exception:
-        _internal_error()
-        return None
-
-
-def report_live_event_complete(correlation_id: Any, view: Any, event: Any, assigns: Any = None,
-                               result: Any = None) -> None:
-    """Close the handling of one live event."""
-    _finish(correlation_id, "live_event_complete",
-            lambda frame, now: (_text(view), _text(event), _capture(assigns),
-                                _capture(result), _since(frame, now)))
-
-
-def report_live_assigns(view: Any, before: Any, after: Any) -> None:
-    """Record a live view's state (assigns) before and after a change."""
-    _point("live_assigns", lambda: (_text(view), _capture(before), _capture(after)))
-
-
-def report_live_event(view: Any, event: Any, params: Any = None) -> None:
-    """Record that a live event arrived."""
-    _point("live_event", lambda: (_text(view), _text(event), _capture(params)))
-
-
-def report_live_callback(view: Any, callback: Any, args: Any = None) -> None:
-    """Record that a live view callback was invoked."""
-    _point("live_callback", lambda: (_text(view), _text(callback), _capture_args(args or ())))
-
-
-def report_live_callback_success(view: Any, callback: Any, result: Any = None) -> None:
-    """Record that a live view callback returned."""
-    _point("live_callback_success", lambda: (_text(view), _text(callback), _capture(result)))
-
-
-def report_live_callback_error(view: Any, callback: Any, error: Any,
-                               message: Any = None) -> None:
-    """Record that a live view callback raised."""
-    _point("live_callback_error",
-           lambda: (_text(view), _text(callback), *_error_fields(error, message)))
-
-
-# -- data (Ecto -> database drivers) ------------------------------------------------------------
-
-
-def report_query_start(statement: Any, params: Any = None, database: Any = None,
-                       metadata: Any = None) -> int | None:
-    """Open a database query's operation."""
-    if not _STATE.on:
-        return None
-    try:
-        return _start("query_start", (_text(statement), _capture(params), _text(database),
-                                      _capture(metadata)))
-    except Exception:
-        _internal_error()
-        return None
-
-
-def report_query_complete(correlation_id: Any, statement: Any = None, rows: Any = None,
-                          duration_ns: int | None = None, error: Any = None) -> None:
-    """Close a database query's operation (row count, or the error it raised)."""
-    _finish(correlation_id, "query_complete",
-            lambda frame, now: (_text(statement), _capture(rows),
-                                duration_ns if duration_ns is not None else _since(frame, now),
-                                None if error is None else _error_fields(error)[0]))
-
-
-# -- services (GenServer -> stateful objects) ----------------------------------------------------
-
-
-def report_service_callback_start(service: Any, callback: Any, args: Any = ()) -> int | None:
-    """Open a call to a stateful service's method."""
-    if not _STATE.on:
-        return None
-    try:
-        return _start("service_callback_start",
-                      (_text(service), _text(callback), _capture_args(args)))
-    except Exception:
-        _internal_error()
-        return None
-
-
-def report_service_callback_success(correlation_id: Any, service: Any, callback: Any,
-                                    result: Any = None) -> None:
-    """Record that a service method returned."""
-    if not _STATE.on:
-        return
-    try:
-        frame = _frame_for(correlation_id)
-        if frame is not None:
-            _emit(("service_callback_success", _now(), frame,
-                   (_text(service), _text(callback), _capture(result))))
-    except Exception:
-        _internal_error()
-
-
-def report_service_callback_error(correlation_id: Any, service: Any, callback: Any,
-                                  error: Any, message: Any = None) -> None:
-    """Record that a service method raised."""
-    if not _STATE.on:
-        return
-    try:
-        frame = _frame_for(correlation_id)
-        if frame is not None:
-            _emit(("service_callback_error", _now(), frame,
-                   (_text(service), _text(callback), *_error_fields(error, message))))
-    except Exception:
-        _internal_error()
-
-
-def report_service_callback_complete(correlation_id: Any, service: Any, callback: Any) -> None:
-    """Close a call to a service method."""
-    _finish(correlation_id, "service_callback_complete",
-            lambda frame, now: (_text(service), _text(callback), _since(frame, now)))
-
-
-# -- distributed (nodes -> service instances) -----------------------------------------------------
-
-
-def report_node_event(event: Any, node: Any, metadata: Any = None) -> None:
-    """Record an event about a service instance (joined, left, unreachable...)."""
-    _point("node_event", lambda: (_text(event), _capture(node), _capture(metadata)))
-
-
-def report_partition_detected(nodes: Any, metadata: Any = None) -> None:
-    """Record that a set of service instances can no longer reach each other."""
-    _point("partition_detected", lambda: (_capture(nodes), _capture(metadata)))
-
-
-# -- node ids --------------------------------------------------------------------------------
-
-
-class NodeId(NamedTuple):
-    """A parsed ``module:qualname:line:node_type`` node id."""
-
-    module: str
-    qualname: str
-    line: int  # relative to the function's first line (0 = the def line)
-    column: int | None  # present when two nodes of one type share a line
-    node_type: str
-
-
-_DOTTED = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*\Z")
-_QUALNAME = re.compile(r"(?:[^\W\d]\w*|<[a-z]+>)(?:\.(?:[^\W\d]\w*|<[a-z]+>))*\Z")
-_LINE = re.compile(r"(\d+)(?:\.(\d+))?\Z")
-_NODE_TYPE = re.compile(r"[a-z][a-z0-9_]*\Z")
-
-
-def validate_ast_node_id(node_id: Any) -> NodeId:
-    """Parse a node id in the canonical ``module:qualname:line:node_type`` form.
-
-    ``line`` is relative to the function's first line, with ``.column`` appended where two
-    nodes of one type share a line: ``app.views:Handler.get:3:if``,
-    ``app.views:Handler.get:5.17:ifexp``. Raises ``InvalidNodeId`` with the reason.
-    """
-    if not isinstance(node_id, str):
-        raise InvalidNodeId(node_id, f"expected a str, got {type(node_id).__name__}")
-    parts = node_id.split(":")
-    if len(parts) != 4:
-        raise InvalidNodeId(node_id, f"expected 4 ':'-separated parts "
-                            f"(module:qualname:line:node_type), got {len(parts)}")
-    module, qualname, line, node_type = parts
-    if not _DOTTED.match(module):
-        raise InvalidNodeId(node_id, f"module {module!r} is not a dotted Python name")
-    if not _QUALNAME.match(qualname):
-        raise InvalidNodeId(node_id, f"qualname {qualname!r} is not a dotted name "
-                            "(parts may be <locals>, <lambda>...)")
-    numbers = _LINE.match(line)
-    if numbers is None:
-        raise InvalidNodeId(node_id, f"line {line!r} is not LINE or LINE.COLUMN with "
-                            "non-negative integers")
-    if not _NODE_TYPE.match(node_type):
-        raise InvalidNodeId(node_id, f"node type {node_type!r} is not a lowercase name "
-                            "such as 'if' or 'for'")
-    column = numbers.group(2)
-    return NodeId(module, qualname, int(numbers.group(1)),
-                  None if column is None else int(column), node_type)
-
-
 # -- measuring -------------------------------------------------------------------------------
 
 
@@ -979,7 +509,7 @@ def measure_overhead(iterations: int = 10_000) -> dict[str, float]:
     """
     if not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
-    from ._switch import enter_measure_scope  # noqa: PLC0415
+    from ._switch import enter_measure_scope
 
     entry_ns = exit_ns = off_ns = 0
     with enter_measure_scope() as (turn_off, turn_on):
