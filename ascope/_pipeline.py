@@ -461,10 +461,14 @@ class Stats:
 
 
 def stats() -> Stats:
-    rings = tuple(ring.stats() for ring in all_rings())
-    drained = _retired[0] + sum(r.drained for r in rings)
-    dropped = _retired[1] + sum(r.dropped for r in rings)
+    # Under the registry lock: a ring retired between listing the rings and reading
+    # ``_retired`` would otherwise be counted twice.
+    with _registry_lock:
+        rings = tuple(ring.stats() for ring in all_rings())
+        retired = tuple(_retired)
+    drained = retired[0] + sum(r.drained for r in rings)
+    dropped = retired[1] + sum(r.dropped for r in rings)
     pending = sum(r.pending for r in rings)
-    sink_errors = _retired[2] + sum(r.sink_errors for r in rings)
+    sink_errors = retired[2] + sum(r.sink_errors for r in rings)
     return Stats(drained + dropped + pending, drained, dropped, pending, sink_errors,
                  _c.STATE.internal_errors, rings)
