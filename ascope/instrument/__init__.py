@@ -1,19 +1,24 @@
-"""Call capture and AST instrumentation (see docs/instrument.md).
+"""Call capture, AST instrumentation, the import hook and stateful services.
 
-PLACEHOLDER: being written (issue 3). `instrument` and `instrument_packages` are the
-public names this package must export.
+See docs/instrument.md (call capture, import hook, services) and docs/ast.md (``ast=True``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from ._decorator import InstrumentOptions as InstrumentOptions
+from ._decorator import SourceUnavailableWarning as SourceUnavailableWarning
+from ._decorator import instrument as instrument
+from ._hook import AlreadyImportedWarning as AlreadyImportedWarning
+from ._hook import InstrumentedPackages as InstrumentedPackages
+from ._hook import instrument_packages as instrument_packages
+from ._hook import uninstall_import_hook as uninstall_import_hook
 
-__all__ = ["instrument", "instrument_packages"]
-
-
-def instrument(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError("ascope.instrument is being written (issue 3)")
-
-
-def instrument_packages(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError("ascope.instrument_packages is being written (issue 3)")
+__all__ = [
+    "AlreadyImportedWarning",
+    "InstrumentOptions",
+    "InstrumentedPackages",
+    "SourceUnavailableWarning",
+    "instrument",
+    "instrument_packages",
+    "uninstall_import_hook",
+]
