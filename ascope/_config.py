@@ -199,6 +199,9 @@ def configure_from_environment(environ: Mapping[str, str] | None = None) -> bool
     options, turn_on = settings_from_environment(os.environ if environ is None else environ)
     if options:
         configure(**options)
+    from .instrument._hook import instrument_from_environment
+
+    instrument_from_environment(os.environ if environ is None else environ)  # ASCOPE_INSTRUMENT
     if turn_on:
         enable()
     return turn_on
