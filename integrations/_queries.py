@@ -1,0 +1,65 @@
+"""What the database integrations share: opening and closing one query operation.
+
+A query can pass through two integrations: SQLAlchemy's events see it, then the driver
+underneath (asyncpg, sqlite3, aiosqlite) runs it. The outer layer registers the ids of
+the queries it has open, and a driver that finds one of them current stays quiet, so a
+statement is reported once, by the layer that knows the most about it (SQLAlchemy's
+parameters are named, the driver's are positional). The check costs a set lookup, and
+only while capture is on and SQLAlchemy has a query open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ascope import runtime
+from ascope._context import STATE
+
+__all__ = ["close_outer", "complete", "driver_may_report", "open_outer", "rows_from_status",
+           "start"]
+
+_MAX_OPEN_OUTER = 4096
+_open_outer: set[int] = set()
+
+
+def driver_may_report() -> bool:
+    """Whether a driver should report the query it is about to run."""
+    if not STATE.on:
+        return False
+    return not (_open_outer and runtime.current_correlation_id() in _open_outer)
+
+
+def start(statement: Any, params: Any, database: Any, metadata: Any) -> int | None:
+    """Open a query operation (nested under the current one); its id, or None."""
+    return runtime.report_query_start(statement, params, database, metadata)
+
+
+def open_outer(correlation_id: int | None) -> None:
+    """Mark a query opened by an outer layer, so the drivers under it stay quiet."""
+    if correlation_id is not None:
+        if len(_open_outer) >= _MAX_OPEN_OUTER:  # completions lost (a killed thread): forget
+            _open_outer.clear()
+        _open_outer.add(correlation_id)
+
+
+def close_outer(correlation_id: int | None) -> None:
+    if correlation_id is not None:
+        _open_outer.discard(correlation_id)
+
+
+def complete(correlation_id: int | None, statement: Any, rows: Any = None,
+             error: BaseException | None = None) -> None:
+    """Close a query operation; an error is also recorded (with its message) inside it."""
+    if correlation_id is None:
+        return
+    if error is not None:
+        runtime.report_error(error, correlation_id=correlation_id, source="query")
+    runtime.report_query_complete(correlation_id, statement, rows, error=error)
+
+
+def rows_from_status(status: Any) -> int | None:
+    """The row count in a PostgreSQL command tag (``"INSERT 0 5"`` -> 5), if it has one."""
+    if type(status) is not str:
+        return None
+    tail = status.rpartition(" ")[2]
+    return int(tail) if tail.isdigit() else None

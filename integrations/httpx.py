@@ -1,0 +1,136 @@
+"""httpx: one child operation per outgoing request, and the trace passed downstream.
+
+The request methods of httpx's network transports, ``HTTPTransport.handle_request`` and
+``AsyncHTTPTransport.handle_async_request``, are wrapped on the classes. That is the
+transport API every ``Client``/``AsyncClient`` (and ``httpx.get`` and friends) sends
+through, so clients created before ``enable()`` are covered, each redirect hop is its
+own operation, and the header is set on the request exactly as it goes on the wire,
+after event hooks and auth have run. In-process transports (``ASGITransport``,
+``MockTransport``, ``WSGITransport``) reach no other service and are left alone.
+
+Per request: ``http_client_start`` (method, URL with userinfo and sensitive query values
+redacted, the ``traceparent`` sent) and ``http_client_complete`` (status, time until the
+response headers arrived, error). The operation nests under the current one (request,
+task, function), so the N calls of a handler show up as its children.
+
+``traceparent`` is ``00-<trace id>-<span id>-01``: the trace id of the current operation
+(the incoming request's, when the ASGI middleware is on) or a new one, which the
+client operation then carries; the span id is this request's correlation id in 16 hex
+digits, so the downstream service's request names its parent. A ``traceparent`` the
+caller set for another trace is kept as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import httpx
+
+from ascope import _context as _c
+from ascope import runtime
+from ascope._report import _finish, _since, _start
+
+from ._patch import Patches
+from ._redact import redact_url
+
+__all__ = ["install", "uninstall"]
+
+LIBRARY = "httpx"
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def _open(request: Any) -> int | None:
+    """Open the client operation for ``request`` and set its traceparent; its id or None."""
+    frame = _c.current.get()
+    if not frame[_c.ENABLED]:
+        return None
+    cid = next(_c.ids)
+    trace = frame[_c.TRACE] or _c.new_trace_id()
+    traceparent = f"00-{trace}-{cid:016x}-01"
+    headers = request.headers
+    given = headers.get("traceparent")
+    if given is not None:
+        match = _TRACEPARENT.match(given.strip().lower())
+        if match is None or match.group(1) != trace:
+            traceparent = given  # the caller's own trace: theirs to pass on
+    if traceparent is not given:
+        headers["traceparent"] = traceparent
+    return _start("http_client_start",
+                  (request.method, redact_url(str(request.url)), traceparent), cid, trace)
+
+
+def _close(cid: int, status: Any, error: BaseException | None) -> None:
+    if error is not None:
+        runtime.report_error(error, correlation_id=cid, source="http_client")
+    _finish(cid, "http_client_complete",
+            lambda frame, now: (status, _since(frame, now),
+                                None if error is None else type(error).__qualname__))
+
+
+def _start_quietly(patches: Patches, request: Any) -> int | None:
+    if not (patches.active and _c.STATE.on):
+        return None
+    try:
+        return _open(request)
+    except Exception:  # never let the observer break the request
+        _c.STATE.internal_errors += 1
+        return None
+
+
+def _make_sync(patches: Patches, original: Any) -> Any:
+    @functools.wraps(original)
+    def handle_request(self: Any, request: Any) -> Any:
+        cid = _start_quietly(patches, request)
+        if cid is None:
+            return original(self, request)
+        try:
+            response = original(self, request)
+        except BaseException as error:
+            _close(cid, None, error)
+            raise
+        _close(cid, getattr(response, "status_code", None), None)
+        return response
+
+    return handle_request
+
+
+def _make_async(patches: Patches, original: Any) -> Any:
+    @functools.wraps(original)
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        cid = _start_quietly(patches, request)
+        if cid is None:
+            return await original(self, request)
+        try:
+            response = await original(self, request)
+        except BaseException as error:  # cancellation too: the request did end
+            _close(cid, None, error)
+            raise
+        _close(cid, getattr(response, "status_code", None), None)
+        return response
+
+    return handle_async_request
+
+
+_patches: Patches | None = None
+
+
+def install() -> None:
+    global _patches
+    if _patches is not None:
+        return
+    patches = Patches()
+    patches.wrap(httpx.HTTPTransport, "handle_request", functools.partial(_make_sync, patches))
+    patches.wrap(httpx.AsyncHTTPTransport, "handle_async_request",
+                 functools.partial(_make_async, patches))
+    patches.active = True
+    _patches = patches
+
+
+def uninstall() -> None:
+    global _patches
+    if _patches is not None:
+        _patches.restore()
+        _patches = None

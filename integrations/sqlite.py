@@ -1,0 +1,265 @@
+"""sqlite3 and aiosqlite: every statement a connection runs.
+
+**sqlite3.** ``sqlite3.Connection`` and ``sqlite3.Cursor`` are C types whose methods
+cannot be replaced, but they can be subclassed. ``sqlite3.connect`` (and its alias
+``sqlite3.dbapi2.connect``, which SQLAlchemy calls) is wrapped to pass a
+``factory=`` subclass that records ``execute``/``executemany``/``executescript``; a
+factory the caller gives is subclassed the same way (one class per factory, cached).
+The subclass also overrides ``Connection.execute`` and friends, because the C versions
+run their cursor's C methods directly and would skip a Python override. A connection
+opened before ``enable()``, or with ``sqlite3.Connection(...)`` itself, is not recorded.
+
+**aiosqlite** runs each connection's sqlite3 calls on a thread of its own that does
+not copy the caller's context, so a report made there could not know the task or the
+request. Queries are reported on the async side instead: aiosqlite sends every call
+through ``Connection._execute(fn, *args)`` (awaited by the calling task), which is
+wrapped to open the query before handing the call to the thread and close it when the
+result comes back. The thread-side connection is told to stay quiet.
+
+Rows: ``rowcount`` for statements that change rows, the number of rows returned by
+``execute_fetchall``; None for a ``SELECT`` run with ``execute`` (SQLite computes rows
+as they are fetched, after the statement's operation has ended).
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import sqlite3.dbapi2
+from typing import Any
+
+from ascope._context import STATE
+
+from ._patch import Patches
+from ._queries import complete, driver_may_report, start
+
+__all__ = ["install", "uninstall"]
+
+LIBRARY = "sqlite3"
+
+_METADATA = {
+    "execute": {"system": "sqlite", "driver": "sqlite3", "call": "execute"},
+    "executemany": {"system": "sqlite", "driver": "sqlite3", "call": "executemany"},
+    "executescript": {"system": "sqlite", "driver": "sqlite3", "call": "executescript"},
+}
+
+# Read by connections and cursors made while the integration was on: after disable()
+# they go on working, silently.
+_active = False
+
+
+def _rows(cursor: Any) -> Any:
+    count = getattr(cursor, "rowcount", -1)
+    return count if type(count) is int and count >= 0 else None
+
+
+def _reporting(cursor: Any) -> bool:
+    if not (_active and STATE.on):
+        return False
+    return getattr(cursor.connection, "_ascope_reports", False) and driver_may_report()
+
+
+def _run(cursor: Any, call: str, run: Any, sql: Any, params: Any) -> Any:
+    cid = start(sql, params, getattr(cursor.connection, "_ascope_database", None),
+                _METADATA[call])
+    if cid is None:
+        return run()
+    try:
+        result = run()
+    except BaseException as error:
+        complete(cid, sql, None, error)
+        raise
+    complete(cid, sql, _rows(cursor))
+    return result
+
+
+class _CursorMixin:
+    """Records the statements a sqlite3 cursor runs (mixed in before the C cursor type)."""
+
+    def execute(self, sql: Any, parameters: Any = (), /) -> Any:
+        run = functools.partial(super().execute, sql, parameters)  # type: ignore[misc]
+        if not _reporting(self):
+            return run()
+        return _run(self, "execute", run, sql, parameters)
+
+    def executemany(self, sql: Any, seq_of_parameters: Any, /) -> Any:
+        run = functools.partial(super().executemany, sql, seq_of_parameters)  # type: ignore[misc]
+        if not _reporting(self):
+            return run()
+        # Only a list is captured: a generator of parameters must reach sqlite3 unconsumed.
+        params = seq_of_parameters if isinstance(seq_of_parameters, (list, tuple)) else None
+        return _run(self, "executemany", run, sql, params)
+
+    def executescript(self, sql_script: Any, /) -> Any:
+        run = functools.partial(super().executescript, sql_script)  # type: ignore[misc]
+        if not _reporting(self):
+            return run()
+        return _run(self, "executescript", run, sql_script, None)
+
+
+class _ConnectionMixin:
+    """Makes a sqlite3 connection hand out recording cursors, also from ``execute``."""
+
+    _ascope_reports = True
+    _ascope_database: Any = None
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(_cursor_class(factory))  # type: ignore[misc]
+
+    def execute(self, sql: Any, parameters: Any = (), /) -> Any:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: Any, seq_of_parameters: Any, /) -> Any:
+        return self.cursor().executemany(sql, seq_of_parameters)
+
+    def executescript(self, sql_script: Any, /) -> Any:
+        return self.cursor().executescript(sql_script)
+
+
+class Cursor(_CursorMixin, sqlite3.Cursor):
+    """The recording cursor used when the caller asks for no particular cursor class."""
+
+
+class Connection(_ConnectionMixin, sqlite3.Connection):
+    """The recording connection ``sqlite3.connect`` returns while the integration is on."""
+
+
+_cursor_classes: dict[Any, Any] = {None: Cursor, sqlite3.Cursor: Cursor}
+_connection_classes: dict[Any, Any] = {sqlite3.Connection: Connection}
+
+
+def _cursor_class(factory: Any) -> Any:
+    known = _cursor_classes.get(factory)
+    if known is None:
+        if isinstance(factory, type) and issubclass(factory, _CursorMixin):
+            return factory
+        if not (isinstance(factory, type) and issubclass(factory, sqlite3.Cursor)):
+            return factory  # a factory function: sqlite3 checks what it returns
+        known = type(f"Ascope{factory.__name__}", (_CursorMixin, factory), {})
+        _cursor_classes[factory] = known
+    return known
+
+
+def _connection_class(factory: Any) -> Any:
+    known = _connection_classes.get(factory)
+    if known is None:
+        if not (isinstance(factory, type) and issubclass(factory, sqlite3.Connection)):
+            return None  # not a class we can subclass: leave the call alone
+        if issubclass(factory, _ConnectionMixin):
+            return factory
+        known = type(f"Ascope{factory.__name__}", (_ConnectionMixin, factory), {})
+        _connection_classes[factory] = known
+    return known
+
+
+# sqlite3.connect's positional parameters after ``database``; ``factory`` is the fifth.
+_FACTORY_POSITION = 4
+
+
+def _make_connect(patches: Patches, original: Any) -> Any:
+    @functools.wraps(original)
+    def connect(database: Any, *args: Any, **kwargs: Any) -> Any:
+        if not patches.active:
+            return original(database, *args, **kwargs)
+        if len(args) > _FACTORY_POSITION:
+            factory = _connection_class(args[_FACTORY_POSITION])
+            if factory is not None:
+                args = (*args[:_FACTORY_POSITION], factory, *args[_FACTORY_POSITION + 1:])
+        else:
+            factory = _connection_class(kwargs.get("factory", sqlite3.Connection))
+            if factory is not None:
+                kwargs["factory"] = factory
+        connection = original(database, *args, **kwargs)
+        if isinstance(connection, _ConnectionMixin):
+            try:
+                connection._ascope_database = database if type(database) is str else str(database)
+            except Exception:
+                pass
+        return connection
+
+    return connect
+
+
+# -- aiosqlite -------------------------------------------------------------------------------
+
+# aiosqlite's functions that run SQL (bound methods of sqlite3 objects, or its own helpers),
+# by name, and how to count the rows of what they return.
+_AIOSQLITE_CALLS = {
+    "execute": ("execute", _rows),
+    "executemany": ("executemany", _rows),
+    "executescript": ("executescript", lambda result: None),
+    "_execute_insert": ("execute_insert", lambda result: None),
+    "_execute_fetchall": ("execute_fetchall",
+                          lambda result: len(result) if isinstance(result, list) else None),
+}
+
+_AIOSQLITE_METADATA = {
+    name: {"system": "sqlite", "driver": "aiosqlite", "call": call}
+    for name, (call, _) in _AIOSQLITE_CALLS.items()
+}
+
+
+def _make_aiosqlite_execute(patches: Patches, original: Any) -> Any:
+    @functools.wraps(original)
+    async def _execute(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if not patches.active:
+            return await original(self, fn, *args, **kwargs)
+        connection = getattr(self, "_connection", None)
+        if connection is not None and getattr(connection, "_ascope_reports", False):
+            connection._ascope_reports = False  # this side reports; the thread stays quiet
+        name = getattr(fn, "__name__", None)
+        known = _AIOSQLITE_CALLS.get(name)  # type: ignore[arg-type]
+        if known is None or not driver_may_report():
+            return await original(self, fn, *args, **kwargs)
+        sql = args[0] if args else kwargs.get("sql")
+        params = args[1] if len(args) > 1 else None
+        if name == "executemany" and not isinstance(params, (list, tuple)):
+            params = None
+        cid = start(sql, params, getattr(connection, "_ascope_database", None),
+                    _AIOSQLITE_METADATA[name])  # type: ignore[index]
+        if cid is None:
+            return await original(self, fn, *args, **kwargs)
+        try:
+            result = await original(self, fn, *args, **kwargs)
+        except BaseException as error:
+            complete(cid, sql, None, error)
+            raise
+        try:
+            rows = known[1](result)
+        except Exception:
+            rows = None
+        complete(cid, sql, rows)
+        return result
+
+    return _execute
+
+
+_patches: Patches | None = None
+
+
+def install() -> None:
+    global _patches, _active
+    if _patches is not None:
+        return
+    patches = Patches()
+    patches.wrap(sqlite3, "connect", functools.partial(_make_connect, patches))
+    if sqlite3.dbapi2 is not sqlite3:
+        patches.wrap(sqlite3.dbapi2, "connect", functools.partial(_make_connect, patches))
+    try:
+        import aiosqlite.core  # optional: only when it is installed
+    except ImportError:
+        pass
+    else:
+        patches.wrap(aiosqlite.core.Connection, "_execute",
+                     functools.partial(_make_aiosqlite_execute, patches))
+    patches.active = True
+    _patches = patches
+    _active = True
+
+
+def uninstall() -> None:
+    global _patches, _active
+    _active = False
+    if _patches is not None:
+        _patches.restore()
+        _patches = None

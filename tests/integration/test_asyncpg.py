@@ -1,0 +1,182 @@
+"""asyncpg integration against a real PostgreSQL: connections, pools, prepared statements."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import ascope.integrations
+import pytest
+import pytest_asyncio
+
+import ascope
+from ascope import runtime
+from ascope.testing import capture
+
+from ._postgres import postgres_dsn as postgres_dsn
+
+asyncpg = pytest.importorskip("asyncpg")
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(autouse=True)
+def _asyncpg_on() -> Iterator[None]:
+    ascope.integrations.enable("asyncpg")
+    yield
+    ascope.integrations.disable()
+
+
+@pytest_asyncio.fixture
+async def connection(postgres_dsn: str) -> AsyncIterator[Any]:
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest_asyncio.fixture
+async def table(connection: Any) -> AsyncIterator[str]:
+    name = f"items_{secrets.token_hex(4)}"
+    with ascope.disabled():
+        await connection.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, label text)")
+    yield name
+    with ascope.disabled():
+        await connection.execute(f"DROP TABLE {name}")
+
+
+def queries(events: list[ascope.Event], kind: str = "query_start") -> list[ascope.Event]:
+    return [event for event in events if event.kind == kind]
+
+
+def by_id(events: list[ascope.Event], correlation_id: int) -> dict[str, ascope.Event]:
+    return {event.kind: event for event in events if event.correlation_id == correlation_id}
+
+
+async def test_connection_queries_nest_under_the_calling_operation(
+        connection: Any, table: str, postgres_dsn: str) -> None:
+    """Each query method records start and completion (statement, arguments, database,
+    rows, duration) as a child of the operation that awaited it."""
+    async with capture() as captured:
+        operation = runtime.report_function_entry("app", "handler")
+        status = await connection.execute(f"INSERT INTO {table} VALUES ($1, $2)", 1, "one")
+        await connection.executemany(f"INSERT INTO {table} VALUES ($1, $2)",
+                                     [(2, "two"), (3, "three")])
+        rows = await connection.fetch(f"SELECT * FROM {table} WHERE id >= $1", 2)
+        row = await connection.fetchrow(f"SELECT * FROM {table} WHERE id = $1", 99)
+        value = await connection.fetchval(f"SELECT count(*) FROM {table}")
+        runtime.report_function_exit(operation)
+    assert (status, len(rows), row, value) == ("INSERT 0 1", 2, None, 3)
+
+    starts = queries(captured.events)
+    assert [event.data["metadata"]["call"] for event in starts] == [
+        "execute", "executemany", "fetch", "fetchrow", "fetchval"]
+    assert all(event.parent_id == operation for event in starts)
+    assert starts[0].data["statement"] == f"INSERT INTO {table} VALUES ($1, $2)"
+    assert starts[0].data["params"] == [1, "one"]
+    assert starts[1].data["params"] == [[2, "two"], [3, "three"]]
+    assert starts[0].data["database"] == postgres_dsn.rpartition("/")[2]
+    assert starts[0].data["metadata"]["system"] == "postgresql"
+    completes = [by_id(captured.events, event.correlation_id)["query_complete"]
+                 for event in starts]
+    assert [event.data["rows"] for event in completes] == [1, None, 2, 0, None]
+    assert all(event.data["error"] is None for event in completes)
+    assert all(isinstance(event.data["duration_ns"], int) and event.data["duration_ns"] > 0
+               for event in completes)
+
+
+async def test_pool_queries_belong_to_the_task_that_ran_them(postgres_dsn: str) -> None:
+    """Queries through a pool, from concurrent tasks, each nest under their own task's
+    operation (the pool's proxy reaches the wrapped connection methods)."""
+    pool = await asyncpg.create_pool(postgres_dsn, min_size=2, max_size=2)
+    try:
+        async def worker(number: int) -> tuple[int | None, Any]:
+            operation = runtime.report_function_entry("app", f"worker{number}")
+            value = await pool.fetchval("SELECT $1::int, pg_sleep(0.05)", number)
+            async with pool.acquire() as connection:
+                await connection.fetch("SELECT $1::int AS n", number)
+            runtime.report_function_exit(operation)
+            return operation, value
+
+        async with capture() as captured:
+            results = await asyncio.gather(worker(1), worker(2))
+    finally:
+        await pool.close()
+
+    for number, (operation, value) in zip((1, 2), results, strict=True):
+        assert value == number
+        mine = [event for event in queries(captured.events) if event.parent_id == operation]
+        statements = [event.data["statement"] for event in mine]
+        assert "SELECT $1::int, pg_sleep(0.05)" in statements
+        assert "SELECT $1::int AS n" in statements
+        assert all(event.data["params"] == [number] for event in mine
+                   if event.data["params"] is not None)
+        entry = by_id(captured.events, operation)["function_entry"]  # type: ignore[arg-type]
+        assert {event.task_id for event in mine} == {entry.task_id}
+
+
+async def test_failed_query_records_the_error_and_raises_it_unchanged(
+        connection: Any, table: str) -> None:
+    """A query that fails raises the driver's own exception; the completion names its
+    type and an ``error`` event inside the query keeps the message."""
+    await connection.execute(f"INSERT INTO {table} VALUES (1, 'one')")
+    async with capture() as captured:
+        with pytest.raises(asyncpg.UniqueViolationError) as raised:
+            await connection.execute(f"INSERT INTO {table} VALUES (1, 'again')")
+    (start,) = queries(captured.events)
+    events = by_id(captured.events, start.correlation_id)  # type: ignore[arg-type]
+    assert events["query_complete"].data["error"] == "UniqueViolationError"
+    assert events["query_complete"].data["rows"] is None
+    assert events["error"].data["message"] == str(raised.value)
+    assert events["error"].data["source"] == "query"
+
+
+async def test_prepared_statements_and_copy_are_recorded(connection: Any, table: str) -> None:
+    """A prepared statement's executions carry its query text; COPY counts its rows."""
+    async with capture() as captured:
+        copied = await connection.copy_records_to_table(
+            table, records=[(10, "a"), (11, "b"), (12, "c")])
+        statement = await connection.prepare(f"SELECT label FROM {table} WHERE id > $1")
+        labels = await statement.fetch(10)
+    assert copied == "COPY 3" and [row["label"] for row in labels] == ["b", "c"]
+    starts = queries(captured.events)
+    assert [event.data["metadata"]["call"] for event in starts] == [
+        "copy_records_to_table", "prepared.fetch"]
+    assert starts[0].data["statement"] == f"COPY {table} FROM STDIN"
+    assert starts[1].data["statement"] == f"SELECT label FROM {table} WHERE id > $1"
+    assert starts[1].data["params"] == [10]
+    rows = [by_id(captured.events, event.correlation_id)["query_complete"].data["rows"]
+            for event in starts]
+    assert rows == [3, 2]
+
+
+async def test_cancelled_query_is_closed_and_the_cancellation_propagates(
+        connection: Any) -> None:
+    """Cancelling a task mid-query ends the query operation (error CancelledError) and the
+    task is cancelled exactly as without ascope; its context is left clean."""
+    async def slow() -> None:
+        await connection.execute("SELECT pg_sleep(10)")
+
+    async with capture() as captured:
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    (start,) = queries(captured.events)
+    complete = by_id(captured.events, start.correlation_id)["query_complete"]  # type: ignore
+    assert complete.data["error"] == "CancelledError"
+    assert runtime.current_correlation_id() is None
+
+
+async def test_nothing_is_recorded_once_disabled(connection: Any) -> None:
+    """After ``disable`` the connection class has its own methods back and queries are not
+    recorded, while capture itself is on."""
+    ascope.integrations.disable("asyncpg")
+    assert not hasattr(asyncpg.connection.Connection.fetch, "__ascope_original__")
+    async with capture() as captured:
+        assert await connection.fetchval("SELECT 1") == 1
+    assert queries(captured.events) == []
