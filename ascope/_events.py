@@ -130,6 +130,9 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     # data
     "query_start": ("statement", "params", "database", "metadata"),
     "query_complete": ("statement", "rows", "duration_ns", "error"),
+    # outgoing HTTP (integrations/httpx.py)
+    "http_client_start": ("method", "url", "traceparent"),
+    "http_client_complete": ("status", "duration_ns", "error"),
     # services (the GenServer counterpart)
     "service_callback_start": ("service", "callback", "args"),
     "service_callback_success": ("service", "callback", "result"),
