@@ -12,7 +12,11 @@ and that greenlet runs in the *same* ``contextvars.Context`` as the awaiting tas
 coroutine (awaited by the task while the greenlet waits) sees the query as current,
 and the query is closed in that same context. The driver integrations underneath
 (asyncpg, aiosqlite, sqlite3) see SQLAlchemy's query current and stay quiet, so each
-statement is reported once, with SQLAlchemy's (named) parameters.
+statement is reported once, by the layer that knows its parameters by name.
+
+Parameters: by name (``{"author_id_1": 3}``) for statements SQLAlchemy compiled (Core,
+ORM, ``text()``), so sensitive names are redacted; as sent to the driver for
+``exec_driver_sql``. An ``executemany`` records the list of parameter sets (bounded).
 
 Rows: the cursor's ``rowcount`` for statements that change rows; for a ``SELECT``, the
 number of rows the driver buffered when that is known at execution time (the asyncio
@@ -58,13 +62,26 @@ def _describe(connection: Any, executemany: bool) -> tuple[Any, dict[str, Any]]:
     return known[0], known[2] if executemany else known[1]
 
 
+def _parameters(context: Any, parameters: Any, executemany: bool) -> Any:
+    """The statement's parameters by name when SQLAlchemy compiled it, else as sent.
+
+    Names read better than the driver's positions (asyncpg's ``$1``, sqlite's ``?``) and
+    let the value capture redact a parameter called ``password`` or ``token``.
+    """
+    named = getattr(context, "compiled_parameters", None) if context.compiled else None
+    if type(named) is list and named:
+        return named if executemany else named[0]
+    return parameters
+
+
 def _before_cursor_execute(connection: Any, cursor: Any, statement: Any, parameters: Any,
                            context: Any, executemany: bool) -> None:
     if not STATE.on or context is None:
         return
     try:
         database, metadata = _describe(connection, executemany)
-        cid = start(statement, parameters, database, metadata)
+        cid = start(statement, _parameters(context, parameters, executemany), database,
+                    metadata)
         if cid is not None:
             open_outer(cid)
             setattr(context, _ATTRIBUTE, (cid, statement))

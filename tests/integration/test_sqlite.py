@@ -1,0 +1,168 @@
+"""sqlite3 and aiosqlite integration on real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ascope.integrations
+import pytest
+
+import ascope
+from ascope import runtime
+from ascope.testing import capture
+
+aiosqlite = pytest.importorskip("aiosqlite")
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_on() -> Iterator[None]:
+    ascope.integrations.enable("sqlite")
+    yield
+    ascope.integrations.disable()
+
+
+def starts(events: list[ascope.Event]) -> list[ascope.Event]:
+    return [event for event in events if event.kind == "query_start"]
+
+
+def completion(events: list[ascope.Event], start: ascope.Event) -> ascope.Event:
+    (event,) = [e for e in events
+                if e.kind == "query_complete" and e.correlation_id == start.correlation_id]
+    return event
+
+
+async def test_sqlite3_statements_nest_under_the_operation(tmp_path: Path) -> None:
+    """Every way of running SQL on a sqlite3 connection (connection and cursor
+    ``execute``, ``executemany``, ``executescript``) is one query under the current
+    operation, with parameters, database file and rows changed."""
+    path = str(tmp_path / "app.db")
+    async with capture() as captured:
+        operation = runtime.report_function_entry("app", "handler")
+        connection = sqlite3.connect(path)
+        connection.executescript("CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT);")
+        connection.executemany("INSERT INTO t (label) VALUES (?)", [("a",), ("b",), ("c",)])
+        cursor = connection.cursor()
+        cursor.execute("UPDATE t SET label = :label WHERE id > :id", {"label": "z", "id": 1})
+        rows = connection.execute("SELECT label FROM t ORDER BY id").fetchall()
+        connection.commit()
+        connection.close()
+        runtime.report_function_exit(operation)
+    assert rows == [("a",), ("z",), ("z",)]
+    queries = starts(captured.events)
+    assert [(e.data["metadata"]["call"], e.data["statement"]) for e in queries] == [
+        ("executescript", "CREATE TABLE t (id INTEGER PRIMARY KEY, label TEXT);"),
+        ("executemany", "INSERT INTO t (label) VALUES (?)"),
+        ("execute", "UPDATE t SET label = :label WHERE id > :id"),
+        ("execute", "SELECT label FROM t ORDER BY id"),
+    ]
+    assert all(e.parent_id == operation and e.data["database"] == path for e in queries)
+    assert queries[1].data["params"] == [["a"], ["b"], ["c"]]
+    assert queries[2].data["params"] == {"label": "z", "id": 1}
+    assert [completion(captured.events, e).data["rows"] for e in queries] == [None, 3, 2, None]
+
+
+async def test_a_factory_of_the_callers_own_is_kept(tmp_path: Path) -> None:
+    """A connection ``factory=`` (and a cursor factory) given by the caller still decides
+    the class: ascope subclasses it, so ``isinstance`` and its methods hold."""
+    class AppConnection(sqlite3.Connection):
+        def greet(self) -> str:
+            return "hello"
+
+    class AppCursor(sqlite3.Cursor):
+        pass
+
+    async with capture() as captured:
+        connection = sqlite3.connect(str(tmp_path / "f.db"), factory=AppConnection)
+        cursor = connection.cursor(AppCursor)
+        cursor.execute("SELECT 1")
+        connection.close()
+    assert isinstance(connection, AppConnection) and connection.greet() == "hello"
+    assert isinstance(cursor, AppCursor)
+    assert [e.data["statement"] for e in starts(captured.events)] == ["SELECT 1"]
+
+
+async def test_sqlite3_error_is_recorded_and_raised_unchanged(tmp_path: Path) -> None:
+    """A failing statement raises sqlite3's own exception; the query records it."""
+    connection = sqlite3.connect(str(tmp_path / "e.db"))
+    async with capture() as captured:
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            connection.execute("SELECT * FROM missing")
+    connection.close()
+    (query,) = starts(captured.events)
+    assert completion(captured.events, query).data["error"] == "OperationalError"
+    (error,) = [e for e in captured.events if e.kind == "error"]
+    assert error.correlation_id == query.correlation_id
+    assert error.data["message"] == "no such table: missing"
+
+
+async def test_aiosqlite_queries_carry_the_awaiting_tasks_correlation(tmp_path: Path) -> None:
+    """aiosqlite runs sqlite3 on its own thread, which does not copy the context; the
+    queries are still children of the awaiting task's operation, with its task id, and
+    are reported once (not again from the thread)."""
+    path = str(tmp_path / "async.db")
+    async with aiosqlite.connect(path) as db:
+        await db.execute("CREATE TABLE t (n INTEGER)")
+        await db.executemany("INSERT INTO t VALUES (?)", [(1,), (2,), (3,)])
+        await db.commit()
+
+        async def worker(number: int) -> int | None:
+            operation = runtime.report_function_entry("app", f"worker{number}")
+            rows = await db.execute_fetchall("SELECT n FROM t WHERE n >= ?", (number,))
+            async with db.execute("SELECT count(*) FROM t") as cursor:
+                await cursor.fetchone()
+            runtime.report_function_exit(operation)
+            assert len(list(rows)) == 4 - number
+            return operation
+
+        async with capture() as captured:
+            operations = await asyncio.gather(worker(1), worker(2))
+
+    entries = {e.correlation_id: e for e in captured.events if e.kind == "function_entry"}
+    assert len(starts(captured.events)) == 4
+    for number, operation in enumerate(operations, start=1):
+        mine = [e for e in starts(captured.events) if e.parent_id == operation]
+        assert [(e.data["metadata"]["call"], e.data["statement"]) for e in mine] == [
+            ("execute_fetchall", "SELECT n FROM t WHERE n >= ?"),
+            ("execute", "SELECT count(*) FROM t"),
+        ]
+        assert mine[0].data["params"] == [number]
+        assert mine[0].data["metadata"]["driver"] == "aiosqlite"
+        assert mine[0].data["database"] == path
+        assert {e.task_id for e in mine} == {entries[operation].task_id}
+        assert completion(captured.events, mine[0]).data["rows"] == 4 - number
+
+
+async def test_aiosqlite_error_is_recorded_and_raised_unchanged(tmp_path: Path) -> None:
+    """A failing aiosqlite statement raises sqlite3's exception to the awaiting task; its
+    query records the error under that task."""
+    async with aiosqlite.connect(str(tmp_path / "e.db")) as db, capture() as captured:
+        with pytest.raises(sqlite3.OperationalError):
+            await db.execute("SELEC nothing")
+    (query,) = starts(captured.events)
+    assert completion(captured.events, query).data["error"] == "OperationalError"
+    assert query.task_id is not None
+
+
+async def test_disable_puts_sqlite3_connect_back(tmp_path: Path) -> None:
+    """``disable("sqlite")`` restores ``sqlite3.connect`` itself, and connections opened
+    while the integration was on stop recording."""
+    opened_before = sqlite3.connect(str(tmp_path / "d.db"))
+    ascope.integrations.disable("sqlite")
+    assert sqlite3.connect is sqlite3.dbapi2.connect
+    assert type(sqlite3.connect).__name__ == "builtin_function_or_method"
+    async with capture() as captured:
+        later: Any = sqlite3.connect(str(tmp_path / "d.db"))
+        assert type(later) is sqlite3.Connection
+        later.execute("SELECT 1")
+        opened_before.execute("SELECT 2")
+        async with aiosqlite.connect(str(tmp_path / "d.db")) as db:
+            await db.execute("SELECT 3")
+    later.close()
+    opened_before.close()
+    assert starts(captured.events) == []
