@@ -30,6 +30,7 @@ def configure(
     overflow: str = _UNSET,
     high_water: float = _UNSET,
     drain_interval: float = _UNSET,
+    max_backlog: int = _UNSET,
     max_depth: int = _UNSET,
     max_length: int = _UNSET,
     max_string: int = _UNSET,
@@ -43,7 +44,8 @@ def configure(
       objects (anything with ``write(events)`` and ``close()``); a string may hold several
       URLs separated by commas. ``None`` or ``[]`` means no sinks.
     - ``ring_size`` (events per loop), ``overflow`` (``"drop_oldest"`` or ``"drop_newest"``),
-      ``high_water`` (fraction of the ring that wakes the drainer), ``drain_interval`` (s).
+      ``high_water`` (fraction of the ring that wakes the drainer), ``drain_interval`` (s),
+      ``max_backlog`` (events the writer may fall behind before batches are dropped).
     - value limits: ``max_depth``, ``max_length``, ``max_string``, ``max_repr``,
       ``max_items``; ``redact``: substrings of key names whose values are redacted
       (replaces the default list; ``[]`` turns redaction off).
@@ -57,6 +59,8 @@ def configure(
         else _fraction("high_water", high_water),
         "drain_interval": pipeline.drain_interval if drain_interval is _UNSET
         else _positive_float("drain_interval", drain_interval),
+        "max_backlog": pipeline.max_backlog if max_backlog is _UNSET
+        else _positive_int("max_backlog", max_backlog),
     }
     limits = _values.SETTINGS.limits
     changes: dict[str, Any] = {}
@@ -149,7 +153,8 @@ def _words(name: str, value: Any) -> tuple[str, ...]:
 
 # -- environment -----------------------------------------------------------------------------
 
-_ENV_INTS = ("ring_size", "max_depth", "max_length", "max_string", "max_repr", "max_items")
+_ENV_INTS = ("ring_size", "max_backlog", "max_depth", "max_length", "max_string", "max_repr",
+             "max_items")
 _ENV_FLOATS = ("high_water", "drain_interval")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

@@ -1,8 +1,8 @@
 """Events: the flat tuples on the hot path and the ``Event`` objects sinks receive.
 
-On the hot path an event is a 4-tuple ``(kind, ts_ns, frame, payload)``: ``frame`` is the
-context frame the event belongs to (it carries correlation, parent, task, trace and scope)
-and ``payload`` is a tuple whose positions are named by ``SCHEMA[kind]``. Naming happens
+On the hot path an event is a flat tuple ``(kind, ts_ns, correlation_id, parent_id,
+task_id, trace_id, scope, payload)`` (see ``_pipeline.emit_event``) and ``payload`` is a
+tuple whose positions are named by ``SCHEMA[kind]``. Naming happens
 behind the ring, in the writer thread, so the hot path never builds a dict for the event
 itself. Kinds without a schema entry carry a ready-made dict as their payload.
 
@@ -148,7 +148,7 @@ KINDS = frozenset(SCHEMA)
 
 def build_event(raw: tuple[Any, ...], wall_offset_ns: int, node: Node) -> Event:
     """Turn a hot-path tuple into an Event (runs in the writer thread)."""
-    kind, ts_ns, frame, payload = raw
+    kind, ts_ns, correlation_id, parent_id, task_id, trace_id, _scope, payload = raw
     fields = SCHEMA.get(kind)
     if fields is None:
         data: Mapping[str, Any] = (normalize(payload) if isinstance(payload, dict)
@@ -157,8 +157,8 @@ def build_event(raw: tuple[Any, ...], wall_offset_ns: int, node: Node) -> Event:
         values = [normalize(value) if type(value) in NEEDS_NORMALIZING else value
                   for value in payload]
         data = dict(zip(fields, values, strict=False))
-    return _new_event(Event, (kind, ts_ns, ts_ns + wall_offset_ns, frame[0], frame[1], frame[3],
-                              frame[4], node, data))
+    return _new_event(Event, (kind, ts_ns, ts_ns + wall_offset_ns, correlation_id, parent_id,
+                              task_id, trace_id, node, data))
 
 
 _new_event = tuple.__new__

@@ -20,6 +20,7 @@ import contextvars
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,13 @@ class PipelineSettings:
     overflow: str = DROP_OLDEST
     high_water: float = 0.5  # fraction of ring_size that wakes the drainer early
     drain_interval: float = 0.05  # seconds between drains when the ring stays below it
+    # Events handed to the writer and not yet written, at most (None: 4 x ring_size); past
+    # it, batches are dropped (and counted) at hand-off, so a slow sink cannot grow memory
+    # without bound.
+    max_backlog: int | None = None
+
+    def backlog_limit(self) -> int:
+        return self.max_backlog if self.max_backlog is not None else 4 * self.ring_size
 
 
 SETTINGS = PipelineSettings()
@@ -54,9 +62,16 @@ _registry_lock = threading.Lock()
 DISCARD_SCOPE = ("discard",)
 
 
-def emit(event: tuple[Any, ...]) -> None:
-    """Append one hot-path event to the ring its frame carries (else the running loop's)."""
-    ring = event[2][8]
+def emit_event(kind: str, ts_ns: int, frame: _c.Frame, payload: Any) -> None:
+    """Append one event of ``frame``'s operation to the ring its frame carries (else the
+    running loop's).
+
+    The ring holds flat tuples ``(kind, ts_ns, correlation_id, parent_id, task_id,
+    trace_id, scope, payload)`` — no reference to the frame: a tuple of plain values is
+    untracked by the garbage collector, so a full ring costs collections nothing.
+    """
+    event = (kind, ts_ns, frame[0], frame[1], frame[3], frame[4], frame[6], payload)
+    ring = frame[8]
     if ring is not None:
         buffer = ring.buffer
         if len(buffer) < ring.high_water:
@@ -67,10 +82,27 @@ def emit(event: tuple[Any, ...]) -> None:
     _emit_slow(event)
 
 
+def append_slow(ring: Ring | None, event: tuple[Any, ...]) -> None:
+    """The part of ``emit_event`` past the fast path (for callers that inline it)."""
+    if ring is None:
+        _emit_slow(event)
+    else:
+        ring.put_slow(event)
+
+
+def emit(raw: tuple[Any, ...]) -> None:
+    """``emit_event`` taking one ``(kind, ts_ns, frame, payload)`` tuple."""
+    emit_event(raw[0], raw[1], raw[2], raw[3])
+
+
 def _emit_slow(event: tuple[Any, ...]) -> None:
     loop = _get_running_loop()
     if loop is None:
         _thread_ring.put_slow(event)
+        if len(_thread_ring.buffer) >= _thread_ring.high_water:
+            # No drainer serves plain threads: past the high-water mark the emitting thread
+            # hands the batch over itself (it has no loop the lock could block).
+            hand_off(_thread_ring, wait=True)
         WRITER.ensure_started()
         return
     ring = _rings.get(loop) or ring_for_loop(loop)
@@ -162,9 +194,23 @@ def _wake(waker: asyncio.Future[None]) -> None:
         waker.set_result(None)
 
 
-def hand_off(ring: Ring) -> None:
-    """Move everything pending in ``ring`` to the writer."""
-    if ring.buffer:
+def hand_off(ring: Ring, wait: bool = False) -> None:
+    """Move everything pending in ``ring`` to the writer, or drop it (counted) when the
+    writer is more than ``max_backlog`` events behind.
+
+    ``wait=True`` (only off any loop: plain threads) first waits up to a second for the
+    writer to catch up — a thread may block, a loop may not.
+    """
+    if not ring.buffer:
+        return
+    limit = SETTINGS.backlog_limit()
+    if wait:
+        deadline = time.monotonic() + 1.0
+        while WRITER.backlog() >= limit and time.monotonic() < deadline:
+            time.sleep(0.001)
+    if WRITER.backlog() >= limit:
+        ring.discard()
+    else:
         WRITER.submit(ring, ring.take())
 
 
@@ -197,6 +243,8 @@ class Writer:
         self.thread: threading.Thread | None = None
         self.sinks: list[_SinkSlot] = []
         self.captures: dict[int, Any] = {}  # capture id -> sink, for testing.capture()
+        self.submitted = 0  # events queued by submit(); written by the loops' threads
+        self.delivered = 0  # events delivered from the queue; written by the writer thread
         self._start_lock = threading.Lock()
 
     # called from any thread --------------------------------------------------------------
@@ -211,8 +259,13 @@ class Writer:
                     self.thread = thread
 
     def submit(self, ring: Ring, batch: list[tuple[Any, ...]]) -> None:
+        self.submitted += len(batch)
         self.queue.put((ring, batch))
         self.ensure_started()
+
+    def backlog(self) -> int:
+        """Events submitted and not yet delivered (each counter has one writing side)."""
+        return self.submitted - self.delivered
 
     def call(self, function: Callable[[], Any]) -> None:
         """Run ``function`` on the writer thread, in order with the batches before it."""
@@ -245,7 +298,10 @@ class Writer:
                 self._sweep()
                 item.future.set_result(None)
             elif isinstance(item, tuple):
-                self.deliver(*item)
+                try:
+                    self.deliver(*item)
+                finally:
+                    self.delivered += len(item[1])
             else:
                 item()
         except Exception:  # never let the writer die: count and go on
@@ -275,7 +331,6 @@ class Writer:
         build = _events.build_event
         captures = self.captures
         global_on = _c.STATE.global_sinks
-        scope_index = _c.SCOPE
         to_global: list[_events.Event] = []
         to_capture: dict[int, list[_events.Event]] = {}
         for raw in batch:
@@ -284,7 +339,7 @@ class Writer:
             except Exception:
                 _c.STATE.internal_errors += 1
                 continue
-            scope = raw[2][scope_index]
+            scope = raw[6]
             if scope is DISCARD_SCOPE:
                 continue
             if global_on:

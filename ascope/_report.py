@@ -21,7 +21,7 @@ _now = time.perf_counter_ns
 _current = _c.current
 _STATE = _c.STATE
 _ROOT = _c.ROOT
-_emit = _pipeline.emit
+_emit = _pipeline.emit_event
 _capture = _values.capture
 _capture_args = _values.capture_args
 _SCALARS = _values._SCALARS
@@ -54,7 +54,7 @@ def _start(kind: str, payload: tuple[Any, ...], correlation_id: Any = None,
     frame = (cid, parent[0], parent, parent[3], trace_id or parent[4], True, parent[6], now,
              parent[8])
     _current.set(frame)
-    _emit((kind, now, frame, payload))
+    _emit(kind, now, frame, payload)
     return cid
 
 
@@ -162,7 +162,7 @@ def _point(kind: str, build: Any) -> None:
     try:
         frame = _active()
         if frame is not None:
-            _emit((kind, _now(), frame, build()))
+            _emit(kind, _now(), frame, build())
     except Exception:
         _internal_error()
 
@@ -174,6 +174,6 @@ def _finish(correlation_id: Any, kind: str, build: Any) -> None:
         frame = _pop(correlation_id)
         if _STATE.on:
             now = _now()
-            _emit((kind, now, frame, build(frame, now)))
+            _emit(kind, now, frame, build(frame, now))
     except Exception:
         _internal_error()

@@ -81,8 +81,8 @@ def report_service_callback_success(correlation_id: Any, service: Any, callback:
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit(("service_callback_success", _now(), frame,
-                   (_text(service), _text(callback), _capture(result))))
+            _emit("service_callback_success", _now(), frame,
+                   (_text(service), _text(callback), _capture(result)))
     except Exception:
         _internal_error()
 
@@ -95,8 +95,8 @@ def report_service_callback_error(correlation_id: Any, service: Any, callback: A
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit(("service_callback_error", _now(), frame,
-                   (_text(service), _text(callback), *_error_fields(error, message))))
+            _emit("service_callback_error", _now(), frame,
+                   (_text(service), _text(callback), *_error_fields(error, message)))
     except Exception:
         _internal_error()
 

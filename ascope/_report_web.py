@@ -81,10 +81,10 @@ def report_http_request_complete(correlation_id: Any, status: Any, content_type:
         if not _STATE.on:
             return
         now = _now()
-        _emit(("http_request_complete", now, frame,
+        _emit("http_request_complete", now, frame,
                (_capture(status), _text(content_type), _capture(response_size),
                 duration_ns if duration_ns is not None else _since(frame, now),
-                _text(outcome))))
+                _text(outcome)))
     except Exception:
         _internal_error()
 
@@ -168,8 +168,8 @@ def report_channel_join_complete(correlation_id: Any, path: str, result: Any,
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit(("channel_join_complete", _now(), frame,
-                   (_text(path), _capture(result), _capture(close_code))))
+            _emit("channel_join_complete", _now(), frame,
+                   (_text(path), _capture(result), _capture(close_code)))
     except Exception:
         _internal_error()
 

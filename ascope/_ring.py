@@ -111,6 +111,12 @@ class Ring:
             self.drained += len(batch)
         return batch
 
+    def discard(self) -> None:
+        """Drop everything pending, counting it as dropped (the writer is too far behind)."""
+        with self.lock:
+            self.dropped += len(self.buffer)
+            self.buffer.clear()
+
     def resize(self, capacity: int, overflow: str, high_water: float) -> None:
         """Apply new settings, keeping the newest pending events that still fit."""
         with self.lock:

@@ -50,8 +50,8 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
             ring = _pipeline.ring_of(loop)
             child = (next(_c.ids), parent[_c.CID], parent, task_id, parent[_c.TRACE], True,
                      parent[_c.SCOPE], start, ring)
-            _pipeline.emit(("task_spawn", start, child,
-                            (task_id, _coroutine_name(coro), kwargs.get("name"))))
+            _pipeline.emit_event("task_spawn", start, child,
+                            (task_id, _coroutine_name(coro), kwargs.get("name")))
         except Exception:
             _STATE.internal_errors += 1
             return create(loop, coro, **kwargs)
@@ -94,7 +94,7 @@ def _task_done(frame: _c.Frame, task: asyncio.Future[Any]) -> None:
             else:
                 outcome, error = "exception", type(exception).__qualname__
         now = _now()
-        _pipeline.emit(("task_exit", now, frame, (outcome, now - frame[_c.START], error)))
+        _pipeline.emit_event("task_exit", now, frame, (outcome, now - frame[_c.START], error))
     except Exception:
         _STATE.internal_errors += 1
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from . import _context as _c
 from . import _events, _pipeline, _values
+from ._pipeline import append_slow as _append_slow
 
 __all__ = [
     "NodeId",
@@ -216,15 +217,16 @@ def report_function_entry(module: Any, function: Any, args: Any = (),
         now = _now()
         frame = (cid, parent[0], parent, parent[3], parent[4], True, parent[6], now, parent[8])
         _current.set(frame)
-        event = ("function_entry", now, frame,
+        # _pipeline.emit_event, inlined: this is the hottest call there is.
+        event = ("function_entry", now, cid, parent[0], parent[3], parent[4], parent[6],
                  (module if type(module) is str else _text(module),
                   function if type(function) is str else _text(function),
                   _capture_args(args), None, None))
-        ring = parent[8]  # _pipeline.emit, inlined: this is the hottest call there is
+        ring = parent[8]
         if ring is not None and len(ring.buffer) < ring.high_water:
             ring.buffer.append(event)
         else:
-            _emit(event)
+            _append_slow(ring, event)
         return cid
     except Exception:
         _internal_error()
@@ -251,14 +253,14 @@ def report_function_exit(correlation_id: Any, result: Any = None, duration_ns: i
         now = _now()
         if duration_ns is None and frame[7]:
             duration_ns = now - frame[7]
-        event = ("function_exit", now, frame,
+        event = ("function_exit", now, frame[0], frame[1], frame[3], frame[4], frame[6],
                  (result if type(result) in _SCALARS else _capture(result), duration_ns,
                   outcome, None, None))
-        ring = frame[8]  # _pipeline.emit, inlined
+        ring = frame[8]  # _pipeline.emit_event, inlined
         if ring is not None and len(ring.buffer) < ring.high_water:
             ring.buffer.append(event)
         else:
-            _emit(event)
+            _append_slow(ring, event)
     except Exception:
         _internal_error()
 
@@ -272,8 +274,8 @@ def report_error(error: Any, message: Any = None, traceback: Any = None, *,
         frame = _frame_for(correlation_id)
         if frame is not None:
             type_name, text = _error_fields(error, message)
-            _emit(("error", _now(), frame,
-                   (type_name, text, _traceback_of(error, traceback), source)))
+            _emit("error", _now(), frame,
+                   (type_name, text, _traceback_of(error, traceback), source))
     except Exception:
         _internal_error()
 
@@ -285,8 +287,8 @@ def report_task_spawn(child_task_id: Any, coroutine: Any = None, name: Any = Non
     try:
         frame = _active()
         if frame is not None:
-            _emit(("task_spawn", _now(), frame,
-                   (_capture(child_task_id), _text(coroutine), _text(name))))
+            _emit("task_spawn", _now(), frame,
+                   (_capture(child_task_id), _text(coroutine), _text(name)))
     except Exception:
         _internal_error()
 
@@ -298,7 +300,7 @@ def report_task_exit(outcome: str, duration_ns: int | None = None, error: Any = 
     try:
         frame = _active()
         if frame is not None:
-            _emit(("task_exit", _now(), frame, (_text(outcome), duration_ns, _text(error))))
+            _emit("task_exit", _now(), frame, (_text(outcome), duration_ns, _text(error)))
     except Exception:
         _internal_error()
 
@@ -310,7 +312,7 @@ def report_message_send(target: Any, message: Any) -> None:
     try:
         frame = _active()
         if frame is not None:
-            _emit(("message_send", _now(), frame, (_text(target), _capture(message))))
+            _emit("message_send", _now(), frame, (_text(target), _capture(message)))
     except Exception:
         _internal_error()
 
@@ -324,7 +326,7 @@ def report_state_change(target: Any, before: Any, after: Any, diff: Any = None) 
         if frame is not None:
             old, new = _capture(before), _capture(after)
             diff = _diff(old, new) if diff is None else _capture(diff)
-            _emit(("state_change", _now(), frame, (_text(target), old, new, diff)))
+            _emit("state_change", _now(), frame, (_text(target), old, new, diff))
     except Exception:
         _internal_error()
 
@@ -336,7 +338,7 @@ def report_event(kind: str, data: Mapping[str, Any] | None = None) -> None:
     try:
         frame = _active()
         if frame is not None:
-            _emit((_text(kind), _now(), frame, _values.capture_mapping(data) or {}))
+            _emit(_text(kind), _now(), frame, _values.capture_mapping(data) or {})
     except Exception:
         _internal_error()
 
@@ -371,8 +373,8 @@ def report_ast_function_exit(correlation_id: Any, result: Any = None,
         now = _now()
         if duration_ns is None:
             duration_ns = _since(frame, now)
-        _emit(("function_exit", now, frame,
-               (_capture(result), duration_ns, outcome, "ast", node_id)))
+        _emit("function_exit", now, frame,
+               (_capture(result), duration_ns, outcome, "ast", node_id))
     except Exception:
         _internal_error()
 
@@ -385,8 +387,8 @@ def report_line_execution(correlation_id: Any, line: int, context: Any = None,
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit(("line_execution", _now(), frame,
-                   (line, None if context is None else _capture(context), node_id, source)))
+            _emit("line_execution", _now(), frame,
+                   (line, None if context is None else _capture(context), node_id, source))
     except Exception:
         _internal_error()
 
@@ -405,8 +407,8 @@ def report_expression_value(correlation_id: Any, expression: str, value: Any, li
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit(("expression_value", _now(), frame,
-                   (_text(expression), _capture(value), line, node_id, source)))
+            _emit("expression_value", _now(), frame,
+                   (_text(expression), _capture(value), line, node_id, source))
     except Exception:
         _internal_error()
 
@@ -425,8 +427,8 @@ def report_variable_snapshot(correlation_id: Any, variables: Mapping[str, Any], 
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit(("variable_snapshot", _now(), frame,
-                   (_values.capture_mapping(variables), line, node_id, source)))
+            _emit("variable_snapshot", _now(), frame,
+                   (_values.capture_mapping(variables), line, node_id, source))
     except Exception:
         _internal_error()
 
@@ -445,9 +447,9 @@ def report_ast_branch_execution(correlation_id: Any, branch_type: str, condition
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit(("branch_execution", _now(), frame,
+            _emit("branch_execution", _now(), frame,
                    (_text(branch_type), _text(condition), _capture(branch_taken), line,
-                    node_id)))
+                    node_id))
     except Exception:
         _internal_error()
 
@@ -460,8 +462,8 @@ def report_ast_loop_iteration(correlation_id: Any, loop_type: str, iteration: in
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit(("loop_iteration", _now(), frame,
-                   (_text(loop_type), iteration, _capture(current_value), line, node_id)))
+            _emit("loop_iteration", _now(), frame,
+                   (_text(loop_type), iteration, _capture(current_value), line, node_id))
     except Exception:
         _internal_error()
 
@@ -476,9 +478,9 @@ def report_ast_pattern_match(correlation_id: Any, pattern: Any, value: Any, matc
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit(("pattern_match", _now(), frame,
+            _emit("pattern_match", _now(), frame,
                    (_text(pattern), _capture(value), bool(matched), line, node_id,
-                    _values.capture_mapping(bindings))))
+                    _values.capture_mapping(bindings)))
     except Exception:
         _internal_error()
 
@@ -491,8 +493,8 @@ def report_ast_correlation_performance(correlation_id: Any, operation: str,
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit(("correlation_performance", _now(), frame,
-                   (_text(operation), _capture(duration_ns))))
+            _emit("correlation_performance", _now(), frame,
+                   (_text(operation), _capture(duration_ns)))
     except Exception:
         _internal_error()
 

@@ -299,9 +299,6 @@ def test_memory_stays_bounded_under_overload(run: Run) -> None:
     assert run(main()) == 1000
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: the drainer hands every batch to an unbounded "
-                   "writer queue, so with a sink slower than the program, memory grows instead "
-                   "of the ring's drop policy applying (and being counted)")
 def test_memory_stays_bounded_while_the_sink_is_stuck(run: Run) -> None:
     """With the sink stuck, ascope holds a bounded number of events (ring plus a few
     batches in flight); everything beyond that is dropped and counted."""
