@@ -1,0 +1,306 @@
+"""Sinks: memory, JSON lines, SQLite; sink URLs; failing sinks; two writing processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+import ascope
+from ascope import _pipeline
+from ascope import runtime as rt
+from ascope.sinks import JsonlSink, MemorySink, SqliteSink, sink_from_url
+from ascope.sinks._jsonl import read_jsonl
+from ascope.store import open_store
+from ascope.testing import capture
+
+
+def emit_variety() -> None:
+    """One of each shape of event: call tree, nested values, error, custom kind."""
+    cid = rt.report_function_entry("app.mod", "Handler.get", {"x": 1, "items": [1, "a", None]})
+    rt.report_ast_variable_snapshot(None, {"n": 3, "f": 1.5, "t": (1, 2), "s": {3, 1}}, 4,
+                                    "app.mod:Handler.get:4:assign")
+    rt.report_error(KeyError("missing"))
+    rt.report_event("custom_kind", {"nested": {"deep": [1, [2, [3]]]}, "big": 2**70})
+    rt.report_function_exit(cid, {"ok": True, "ratio": float("inf")})
+
+
+def write_with(*sinks: Any) -> None:
+    """Enable capture into ``sinks``, emit the variety, flush, switch off."""
+    ascope.configure(sinks=list(sinks))
+    ascope.enable()
+    emit_variety()
+    assert _pipeline.flush_blocking()
+    ascope.disable()
+
+
+# -- URLs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "kind", "path"), [
+    ("memory:", MemorySink, None),
+    (" MEMORY: ", MemorySink, None),
+    ("jsonl:events.jsonl", JsonlSink, "events.jsonl"),
+    ("jsonl:/tmp/x/events.jsonl", JsonlSink, "/tmp/x/events.jsonl"),
+    ("sqlite:ascope.db", SqliteSink, "ascope.db"),
+    ("sqlite:///var/data/a.db", SqliteSink, "/var/data/a.db"),
+    ("sqlite://rel/a.db", SqliteSink, "rel/a.db"),
+])
+def test_sink_urls(url: str, kind: type, path: str | None) -> None:
+    """Each URL form builds the right sink with the right path (nothing opened yet)."""
+    sink = sink_from_url(url)
+    assert isinstance(sink, kind)
+    if path is not None:
+        assert sink.path == path  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("url", ["memory", "nosuch:x", "jsonl:", "sqlite:", "sqlite://", "",
+                                 "http://example.com/x"])
+def test_bad_sink_urls_raise_configuration_error(url: str) -> None:
+    """A URL without a scheme, with an unknown scheme or without a path is refused."""
+    with pytest.raises(ascope.ConfigurationError):
+        sink_from_url(url)
+
+
+def test_configure_accepts_comma_separated_urls(tmp_path: Path) -> None:
+    """One string may hold several sink URLs separated by commas."""
+    store = tmp_path / "a.db"
+    lines = tmp_path / "a.jsonl"
+    ascope.configure(sinks=f"sqlite:{store}, jsonl:{lines}")
+    from ascope import _config
+
+    built = _config.configured_sinks()
+    assert [type(sink) for sink in built] == [SqliteSink, JsonlSink]
+
+
+# -- each sink -------------------------------------------------------------------------------
+
+
+def test_memory_sink_receives_events_and_can_be_bounded() -> None:
+    """MemorySink keeps what it is given; with maxlen, only the newest."""
+    sink = MemorySink()
+    bounded = MemorySink(maxlen=2)
+    write_with(sink, bounded)
+    kinds = [e.kind for e in sink.events]
+    assert kinds == ["function_entry", "variable_snapshot", "error", "custom_kind",
+                     "function_exit"]
+    assert [e.kind for e in bounded.events] == kinds[-2:]
+    sink.clear()
+    assert sink.events == []
+
+
+def test_jsonl_sink_round_trips_events(tmp_path: Path) -> None:
+    """Events read back from a JSON lines file equal those a memory sink received."""
+    path = tmp_path / "sub" / "events.jsonl"
+    memory = MemorySink()
+    write_with(memory, f"jsonl:{path}")
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 5
+    assert all(isinstance(orjson.loads(line), dict) for line in lines)
+    assert list(read_jsonl(path)) == memory.events
+
+
+def test_sqlite_event_read_back_equals_the_memory_event(tmp_path: Path) -> None:
+    """An event read back with ascope.store.open_store equals the memory sink's one,
+    field by field (ids, clocks, node, data)."""
+    path = tmp_path / "events.db"
+    memory = MemorySink()
+    write_with(memory, f"sqlite:{path}")
+    with open_store(path) as store:
+        stored = store.events()
+        assert store.count() == 5
+        assert store.kinds()["function_entry"] == 1
+        entry = memory.events[0]
+        assert store.events(correlation_id=entry.correlation_id)[0] == entry
+        assert store.events(kind="custom_kind") == [memory.events[3]]
+    assert stored == memory.events
+    assert stored[0].node == ascope.Node(*stored[0].node)
+    assert stored[0].node.pid == os.getpid()
+
+
+def test_sqlite_store_has_the_indexes(tmp_path: Path) -> None:
+    """The store indexes correlation id, trace id, task and kind."""
+    import sqlite3
+
+    path = tmp_path / "events.db"
+    write_with(f"sqlite:{path}")
+    with sqlite3.connect(path) as connection:
+        indexed = {row[0] for row in connection.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index'") if row[0]}
+    text = " ".join(indexed)
+    for column in ("correlation_id", "trace_id", "task_id", "kind"):
+        assert f"({column})" in text
+
+
+def test_default_sink_is_the_sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """enable() with no sinks ever configured writes to ascope.db in the working directory."""
+    from ascope import _config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_config, "_configured_sinks", None)
+    ascope.enable()
+    try:
+        rt.report_event("hello", {"a": 1})
+        assert _pipeline.flush_blocking()
+    finally:
+        ascope.disable()
+        ascope.configure(sinks=[])
+    with open_store(tmp_path / "ascope.db") as store:
+        assert store.count("hello") == 1
+
+
+# -- failing sinks ---------------------------------------------------------------------------
+
+
+class ExplodingSink:
+    """A sink whose write always raises."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def write(self, events: Any) -> None:
+        self.calls += 1
+        raise OSError("disk on fire")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failing_sink_is_disabled_logged_once_and_counted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A sink that raises: the program goes on, the sink is called no more, one log record
+    on the "ascope" logger, its events counted in sink_errors; other sinks are unaffected."""
+    bad = ExplodingSink()
+    good = MemorySink()
+    before = ascope.stats().sink_errors
+    with caplog.at_level(logging.ERROR, logger="ascope"):
+        write_with(bad, good)  # raises nothing
+        ascope.enable()
+        emit_variety()
+        assert _pipeline.flush_blocking()
+        ascope.disable()
+    assert bad.calls == 1
+    assert len(good.events) == 10
+    assert ascope.stats().sink_errors - before == 10
+    records = [r for r in caplog.records if r.name == "ascope"]
+    assert len(records) == 1
+    assert "ExplodingSink" in records[0].getMessage()
+
+
+def test_a_failing_sink_never_reaches_async_code() -> None:
+    """Inside a loop, a raising sink is invisible to the program, flush() included."""
+    import asyncio
+
+    bad = ExplodingSink()
+
+    async def main() -> str:
+        ascope.configure(sinks=[bad])
+        ascope.enable()
+        for _ in range(3):
+            emit_variety()
+            await ascope.flush()
+        return "done"
+
+    assert asyncio.run(main()) == "done"
+    assert bad.calls == 1
+
+
+def test_a_sink_whose_close_raises_is_replaced_quietly(caplog: pytest.LogCaptureFixture
+                                                      ) -> None:
+    """Replacing sinks closes the old ones; a close() that raises is only logged."""
+    class BadClose(MemorySink):
+        def close(self) -> None:
+            raise RuntimeError("no")
+
+    ascope.configure(sinks=[BadClose()])
+    with caplog.at_level(logging.ERROR, logger="ascope"):
+        ascope.configure(sinks=[])
+        assert _pipeline.flush_blocking()
+    assert any(r.name == "ascope" for r in caplog.records)
+
+
+def test_capture_blocks_do_not_go_to_the_configured_sinks() -> None:
+    """testing.capture() alone records into memory; the configured sinks stay untouched."""
+    sink = MemorySink()
+    ascope.configure(sinks=[sink])
+    with capture() as captured:
+        emit_variety()
+    assert len(captured.events) == 5
+    assert sink.events == []
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: a str with a lone surrogate (e.g. an "
+                   "os.fsdecode'd file name) is kept as is; orjson refuses it, so the SQLite "
+                   "sink raises and is disabled for the rest of the process")
+def test_a_surrogate_string_does_not_break_the_sqlite_sink(tmp_path: Path) -> None:
+    """A captured string that is not valid UTF-8 still gets stored, and the store keeps
+    working for the events after it."""
+    path = tmp_path / "events.db"
+    before = ascope.stats().sink_errors
+    ascope.configure(sinks=[f"sqlite:{path}"])
+    ascope.enable()
+    rt.report_event("name", {"file": os.fsdecode(b"caf\xe9.txt")})
+    assert _pipeline.flush_blocking()
+    rt.report_event("after", {"x": 1})
+    assert _pipeline.flush_blocking()
+    ascope.disable()
+    assert ascope.stats().sink_errors == before
+    with open_store(path) as store:
+        assert store.count("after") == 1
+        assert store.count("name") == 1
+
+
+# -- two processes, one store ----------------------------------------------------------------
+
+
+WRITER_PROGRAM = """
+import asyncio, os, sys
+import ascope
+from ascope import runtime as rt
+
+ascope.configure(sinks=["sqlite:" + sys.argv[1]], ring_size=4096)
+ascope.enable()
+
+async def main():
+    for batch in range(40):
+        for value in range(500):
+            rt.report_expression_value(None, "w", value, batch)
+        await ascope.flush()
+
+asyncio.run(main())
+stats = ascope.stats()
+assert stats.dropped == 0 and stats.sink_errors == 0, stats
+print(os.getpid())
+"""
+
+
+def test_two_processes_write_one_store(tmp_path: Path) -> None:
+    """Two processes writing 20,000 events each into one SQLite file at the same time:
+    both succeed without errors and every row of each is there."""
+    path = tmp_path / "shared.db"
+    script = tmp_path / "writer.py"
+    script.write_text(textwrap.dedent(WRITER_PROGRAM))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASCOPE_")}
+    processes = [subprocess.Popen([sys.executable, str(script), str(path)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=environment) for _ in range(2)]
+    outputs = [process.communicate(timeout=100) for process in processes]
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err
+        assert "Error" not in err and "Traceback" not in err, err
+    pids = sorted(int(out.strip()) for out, _ in outputs)
+    with open_store(path) as store:
+        assert store.count("expression_value") == 40_000
+        for pid in pids:
+            events = store.events(kind="expression_value", pid=pid)
+            assert len(events) == 20_000
+            assert sorted(e.data["value"] for e in events if e.data["line"] == 7) == list(
+                range(500))
