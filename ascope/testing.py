@@ -1,41 +1,76 @@
-"""Test helpers: capture what a block of code did, as a list of events.
+"""Test helpers: capture what a block of code did, query it, assert on it.
 
     with ascope.testing.capture() as captured:
         await handler()
-    assert [e.kind for e in captured.events][:1] == ["function_entry"]
+    captured.only("function_entry", function="app.db:fetch_user")
+    print(captured.tree())                 # the call/task/request tree, as text
+    assert_queries(captured, request="/users/1", count=1)
 
 ``capture()`` switches capture on for its block only (events go to memory, not to the
 configured sinks unless ``ascope.enable()`` is also on) and, on exit, flushes and holds
 every event that belongs to the block: events of the block's task and of the tasks it
 spawned, plus events emitted elsewhere in the process during the block that belong to
-no other capture (a server running in the same process, for instance).
+no other capture (a server running in the same process, for instance). Events emitted
+before the block opened never count, even when they reach the writer late.
+
+With pytest, the ``ascope_events`` fixture (``ascope.pytest_plugin``) does the same for a
+whole test. docs/testing.md has the guide.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
 from . import _context as _c
 from . import _pipeline
 from ._events import Event
+from ._query import EventQuery, Events, Tree, TreeNode, build_tree, deterministic
+from ._testing_asserts import (
+    assert_called,
+    assert_no_errors,
+    assert_queries,
+    assert_tree,
+    render_spec,
+)
 from .sinks import MemorySink
 
-__all__ = ["capture"]
+__all__ = [
+    "EventQuery",
+    "Events",
+    "Tree",
+    "TreeNode",
+    "assert_called",
+    "assert_no_errors",
+    "assert_queries",
+    "assert_tree",
+    "build_tree",
+    "capture",
+    "deterministic",
+    "render_spec",
+]
 
 _capture_ids = itertools.count(1)
 
 
-class capture:  # noqa: N801 - used like a function: `with capture() as c:`
-    """Capture into memory for one block; usable as ``with`` and ``async with``."""
+class capture(EventQuery):  # lower case: used like a function, `with capture() as c:`
+    """Capture into memory for one block; usable as ``with`` and ``async with``.
+
+    After the block, ``.events`` is the list of captured events in time order and the
+    query methods (``filter``, ``only``, ``tree``, ``calls``...) work on it. While the
+    block is open, ``.events`` is empty; ``snapshot()`` flushes and reads what is there.
+    """
 
     def __init__(self) -> None:
         self.events: list[Event] = []
         self._sink = MemorySink()
         self._id = next(_capture_ids)
         self._token: Any = None
+        self._opened_ns = 0
+        self.scope: tuple[Any, ...] = ()
 
     # entering and leaving --------------------------------------------------------------------
 
@@ -43,11 +78,12 @@ class capture:  # noqa: N801 - used like a function: `with capture() as c:`
         if self._token is not None:
             raise RuntimeError("this capture() is already open; create a new one")
         writer = _pipeline.WRITER
+        self._opened_ns = time.perf_counter_ns()
         writer.captures = {**writer.captures, self._id: self._sink}  # copy: the writer reads it
         self._token = _c.current.set(_c.current.get())
         frame = _pipeline.attach_current_loop()
-        scope = (frame[_c.SCOPE] or ()) + (self._id,)
-        _c.current.set(frame[: _c.ENABLED] + (True, scope) + frame[_c.SCOPE + 1:])
+        self.scope = (frame[_c.SCOPE] or ()) + (self._id,)
+        _c.current.set(frame[: _c.ENABLED] + (True, self.scope) + frame[_c.SCOPE + 1:])
         _c.STATE.scoped_captures += 1
         _c.STATE.recompute()
 
@@ -57,7 +93,18 @@ class capture:  # noqa: N801 - used like a function: `with capture() as c:`
         _c.current.reset(self._token)
         _c.STATE.scoped_captures -= 1
         _c.STATE.recompute()
-        self.events = sorted(self._sink.events, key=_by_time)
+        self.events = self._collected()
+
+    def _collected(self) -> list[Event]:
+        # Unscoped events reach every open capture when the writer delivers them, which
+        # can be after they were emitted: keep only those emitted while this one was open.
+        opened = self._opened_ns
+        return sorted((e for e in self._sink.events if e.ts_ns >= opened), key=_by_time)
+
+    def snapshot(self) -> Events:
+        """Flush (blocking) and return what has been captured so far."""
+        _pipeline.flush_blocking()
+        return Events(self._collected())
 
     def __enter__(self) -> capture:
         self._enter()
@@ -79,17 +126,12 @@ class capture:  # noqa: N801 - used like a function: `with capture() as c:`
 
     # reading ----------------------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[Event]:
-        return iter(self.events)
+    def _all(self) -> Sequence[Event]:
+        return self.events
 
-    def __len__(self) -> int:
-        return len(self.events)
-
-    def kinds(self) -> list[str]:
-        return [event.kind for event in self.events]
-
-    def of_kind(self, *kinds: str) -> list[Event]:
-        return [event for event in self.events if event.kind in kinds]
+    def __repr__(self) -> str:
+        state = "open" if self._token is not None and not self.events else "closed"
+        return f"<ascope.testing.capture {state}, {len(self.events)} events>"
 
 
 def _by_time(event: Event) -> int:
