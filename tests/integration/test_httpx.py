@@ -1,0 +1,243 @@
+"""httpx integration: outgoing requests to real uvicorn services on 127.0.0.1.
+
+Servers run in threads (a loop each); they are stopped inside the ``capture()`` block, so
+their loops hand everything they recorded to the writer before the capture closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import ascope.integrations
+import pytest
+
+import ascope
+from ascope import runtime
+from ascope.testing import capture
+
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("starlette")
+
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+pytestmark = pytest.mark.asyncio
+
+OTHER_TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+class Service:
+    """A uvicorn server on 127.0.0.1 (free port) in a thread of its own."""
+
+    def __init__(self, app: Any) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                lifespan="off", loop="asyncio", http="h11", ws="none")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="test-service",
+                                       daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@contextlib.contextmanager
+def running(app: Any) -> Iterator[Service]:
+    service = Service(app)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+async def echo(request: Request) -> JSONResponse:
+    return JSONResponse({"traceparent": request.headers.get("traceparent"),
+                         "query": dict(request.query_params)})
+
+
+ECHO = Starlette(routes=[Route("/echo", echo)])
+
+
+@pytest.fixture(autouse=True)
+def _httpx_on() -> Iterator[None]:
+    ascope.integrations.enable("httpx")
+    yield
+    ascope.integrations.disable()
+
+
+def of_kind(events: list[ascope.Event], kind: str) -> list[ascope.Event]:
+    return [event for event in events if event.kind == kind]
+
+
+def span_id(traceparent: str) -> int:
+    return int(traceparent.split("-")[2], 16)
+
+
+async def test_async_request_is_a_child_operation_that_passes_the_trace_on() -> None:
+    """An AsyncClient request is an operation under the current one; the service receives
+    a traceparent naming the trace and, as parent span, the request's correlation id;
+    credentials and sensitive query values are redacted from the recorded URL."""
+    with running(ECHO) as service:
+        port = service.url.rpartition(":")[2]
+        async with capture() as captured:
+            operation = runtime.report_function_entry("app", "handler")
+            async with httpx.AsyncClient() as client:
+                response = await client.get(
+                    f"http://alice:s3cret@127.0.0.1:{port}/echo?token=abc&page=2")
+            runtime.report_function_exit(operation)
+            service.stop()
+    received = response.json()
+    assert received["query"] == {"token": "abc", "page": "2"}  # the request itself unchanged
+    (start,) = of_kind(captured.events, "http_client_start")
+    (complete,) = of_kind(captured.events, "http_client_complete")
+    assert start.parent_id == operation
+    assert start.data["method"] == "GET"
+    assert start.data["url"] == (
+        f"http://[redacted]@127.0.0.1:{port}/echo?token=[redacted]&page=2")
+    assert start.data["traceparent"] == received["traceparent"]
+    assert received["traceparent"] == f"00-{start.trace_id}-{start.correlation_id:016x}-01"
+    assert complete.correlation_id == start.correlation_id
+    assert complete.data["status"] == 200 and complete.data["error"] is None
+    assert complete.data["duration_ns"] > 0
+    assert runtime.current_correlation_id() is None
+
+
+async def test_request_inside_a_trace_keeps_its_trace_id() -> None:
+    """Inside a trace (an incoming request's, here set by hand) the outgoing traceparent
+    carries that trace id, not a new one."""
+    with running(ECHO) as service:
+        async with capture() as captured:
+            ascope.initialize_context(trace_id="ab" * 16)
+            async with httpx.AsyncClient() as client:
+                received = (await client.get(f"{service.url}/echo")).json()
+            service.stop()
+    (start,) = of_kind(captured.events, "http_client_start")
+    assert start.trace_id == "ab" * 16
+    assert received["traceparent"].split("-")[1] == "ab" * 16
+
+
+async def test_sync_client_in_a_worker_thread_is_correlated() -> None:
+    """The sync Client, run through ``asyncio.to_thread`` (which copies the context), nests
+    its requests under the operation that sent the work to the thread."""
+    def fetch(url: str) -> Any:
+        with httpx.Client() as client:
+            return client.get(url).json()
+
+    with running(ECHO) as service:
+        async with capture() as captured:
+            operation = runtime.report_function_entry("app", "handler")
+            received = await asyncio.to_thread(fetch, f"{service.url}/echo")
+            runtime.report_function_exit(operation)
+            service.stop()
+    (start,) = of_kind(captured.events, "http_client_start")
+    assert start.parent_id == operation
+    assert span_id(received["traceparent"]) == start.correlation_id
+    (complete,) = of_kind(captured.events, "http_client_complete")
+    assert complete.data["status"] == 200
+
+
+async def test_connection_error_is_recorded_and_raised_unchanged() -> None:
+    """A request that cannot connect raises httpx's own ConnectError; its operation ends
+    with no status, the error type, and the message in an ``error`` event."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with capture() as captured, httpx.AsyncClient() as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/")
+    (start,) = of_kind(captured.events, "http_client_start")
+    (complete,) = of_kind(captured.events, "http_client_complete")
+    assert complete.data == {"status": None, "duration_ns": complete.data["duration_ns"],
+                             "error": "ConnectError"}
+    (error,) = of_kind(captured.events, "error")
+    assert error.correlation_id == start.correlation_id and error.data["source"] == "http_client"
+
+
+async def test_a_traceparent_of_another_trace_is_left_alone() -> None:
+    """A traceparent the caller set for a different trace (another tracer's) is sent as
+    given, and recorded as what was sent."""
+    theirs = f"00-{OTHER_TRACE}-b7ad6b7169203331-01"
+    with running(ECHO) as service:
+        async with capture() as captured:
+            async with httpx.AsyncClient() as client:
+                received = (await client.get(f"{service.url}/echo",
+                                             headers={"traceparent": theirs})).json()
+            service.stop()
+    assert received["traceparent"] == theirs
+    (start,) = of_kind(captured.events, "http_client_start")
+    assert start.data["traceparent"] == theirs
+
+
+async def test_nothing_is_added_while_capture_is_off() -> None:
+    """With capture off the request goes out exactly as the caller built it."""
+    with running(ECHO) as service:
+        async with httpx.AsyncClient() as client:
+            received = (await client.get(f"{service.url}/echo")).json()
+    assert received["traceparent"] is None
+
+
+def _middleware() -> Any:
+    asgi = pytest.importorskip("ascope.integrations.asgi")
+    return asgi.AscopeMiddleware
+
+
+async def test_two_services_calling_each_other_share_one_trace() -> None:
+    """Client -> service A -> service B, both behind AscopeMiddleware: every request and
+    client operation carries the client's trace id, and each service's request names the
+    calling client operation as its parent span (in the traceparent header it records)."""
+    middleware = _middleware()
+    with running(middleware(ECHO, enable=False)) as service_b:
+        async def call_b(request: Request) -> JSONResponse:
+            async with httpx.AsyncClient() as client:
+                response = await client.get(f"{service_b.url}/echo?api_key=k")
+            return JSONResponse({"b": response.json()})
+
+        app_a = middleware(Starlette(routes=[Route("/a", call_b)]), enable=False)
+        with running(app_a) as service_a:
+            async with capture() as captured:
+                operation = runtime.report_function_entry("test", "client")
+                async with httpx.AsyncClient() as client:
+                    response = await client.get(f"{service_a.url}/a")
+                runtime.report_function_exit(operation)
+                service_a.stop()
+                service_b.stop()
+    assert response.status_code == 200
+
+    calls = of_kind(captured.events, "http_client_start")
+    requests = of_kind(captured.events, "http_request_start")
+    assert len(calls) == 2 and len(requests) == 2
+    outer = next(call for call in calls if call.parent_id == operation)
+    inner = next(call for call in calls if call is not outer)
+    request_a = next(r for r in requests if r.data["path"] == "/a")
+    request_b = next(r for r in requests if r.data["path"] == "/echo")
+    trace = outer.trace_id
+    assert {e.trace_id for e in (*calls, *requests)} == {trace}
+
+    # A's request was caused by the test's call, B's by A's call made inside A's request.
+    assert span_id(request_a.data["headers"]["traceparent"]) == outer.correlation_id
+    assert span_id(request_b.data["headers"]["traceparent"]) == inner.correlation_id
+    parents = {e.correlation_id: e.parent_id for e in captured.events
+               if e.kind.endswith(("_start", "_entry"))}
+    ancestor = inner.parent_id
+    while ancestor is not None and ancestor != request_a.correlation_id:
+        ancestor = parents.get(ancestor)
+    assert ancestor == request_a.correlation_id
+    assert inner.data["url"] == f"{service_b.url}/echo?api_key=[redacted]"
+    assert response.json()["b"]["traceparent"] == inner.data["traceparent"]
