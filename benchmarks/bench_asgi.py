@@ -1,0 +1,226 @@
+"""Requests per second of a small Starlette JSON endpoint: no middleware, ascope, OpenTelemetry.
+
+    .venv/bin/python benchmarks/bench_asgi.py [--rounds 5] [--duration 3]
+
+Three uvicorn servers (uvloop; httptools when installed) run side by side, each pinned to
+CPU 0 with ``taskset -c 0``; ``wrk -t1 -c32`` pinned to CPU 1 loads one of them at a time,
+on 127.0.0.1 only, rotating the order every round. Each round's figure is divided by the
+no-middleware server's figure of the same round, and the median over rounds is printed.
+
+- ``baseline``: the application alone;
+- ``ascope``: ``AscopeMiddleware`` capturing the request and endpoint events into the
+  default SQLite store in a temporary directory (the writer thread shares CPU 0);
+- ``otel``: OpenTelemetry's ``OpenTelemetryMiddleware`` with a ``BatchSpanProcessor`` and
+  an exporter that drops the spans.
+
+The whole run is bounded: rounds x variants x (duration + 1 s warm-up) plus start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+VARIANTS = ("baseline", "ascope", "otel")
+# Diagnostic variants (``--variants``): where the cost of the ascope variant goes.
+EXTRA_VARIANTS = ("ascope-off", "ascope-nosink", "ascope-memory", "ascope-notasks")
+
+
+# -- the servers (run in child processes) -----------------------------------------------------
+
+
+def build_app(variant: str, store: str | None) -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def item(request: Any) -> JSONResponse:
+        return JSONResponse({"id": request.path_params["item_id"], "name": "widget",
+                             "tags": ["a", "b"], "price": 9.5})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        if variant == "ascope-notasks":  # diagnostic: no task_spawn/task_exit per request
+            import ascope
+
+            ascope.uninstall_task_factory()
+        yield
+
+    app = Starlette(routes=[Route("/items/{item_id:int}", item)], lifespan=lifespan)
+    if variant.startswith("ascope"):
+        from ascope.integrations.asgi import AscopeMiddleware
+
+        import ascope
+
+        sinks = {"ascope": [f"sqlite:{store}"], "ascope-nosink": [],
+                 "ascope-memory": ["memory:"], "ascope-off": [],
+                 "ascope-notasks": [f"sqlite:{store}"]}[variant]
+        ascope.configure(sinks=sinks)
+        app.add_middleware(AscopeMiddleware, enable=variant != "ascope-off")
+
+    elif variant == "otel":
+        from opentelemetry import trace
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        class DropExporter(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(DropExporter()))
+        trace.set_tracer_provider(provider)
+        app.add_middleware(OpenTelemetryMiddleware)
+    return app
+
+
+def serve(variant: str, port: int, store: str | None) -> None:
+    import uvicorn
+
+    http = "httptools"
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        http = "h11"
+    uvicorn.run(build_app(variant, store), host="127.0.0.1", port=port, loop="uvloop",
+                http=http, log_level="error", access_log=False, lifespan="on")
+
+
+# -- the driver -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def run_wrk(port: int, duration: float, connections: int) -> float:
+    out = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s",
+         f"http://127.0.0.1:{port}/items/42"],
+        capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{errors.group(1)} failed responses:\n{out}")
+    return float(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated; the first is the baseline of the ratios. "
+                             f"Also: {', '.join(EXTRA_VARIANTS)}")
+    parser.add_argument("--serve", choices=VARIANTS + EXTRA_VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.store)
+        return
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed (apt-get install -y {tool})")
+
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    for variant in variants:
+        if variant not in VARIANTS + EXTRA_VARIANTS:
+            sys.exit(f"unknown variant {variant!r}")
+    baseline = variants[0]
+    started = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix="ascope-bench-")
+    store = os.path.join(workdir, "ascope.db")
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    try:
+        for variant in variants:
+            port = free_port()
+            command = ["taskset", "-c", "0", sys.executable, os.path.abspath(__file__),
+                       "--serve", variant, "--port", str(port), "--store", store]
+            servers[variant] = (subprocess.Popen(command), port)
+        for _process, port in servers.values():
+            wait_ready(port)
+        results: dict[str, list[float]] = {variant: [] for variant in variants}
+        ratios: dict[str, list[float]] = {variant: [] for variant in variants}
+        for round_index in range(args.rounds):
+            shift = round_index % len(variants)
+            order = variants[shift:] + variants[:shift]
+            this_round: dict[str, float] = {}
+            for variant in order:
+                port = servers[variant][1]
+                run_wrk(port, 1, args.connections)  # warm-up (JIT-free, but caches/pools)
+                this_round[variant] = run_wrk(port, args.duration, args.connections)
+            for variant in variants:
+                results[variant].append(this_round[variant])
+                ratios[variant].append(this_round[variant] / this_round[baseline])
+            print(f"round {round_index + 1}: " + "  ".join(
+                f"{v} {this_round[v]:,.0f}" for v in variants), flush=True)
+    finally:
+        for process, _port in servers.values():
+            process.terminate()
+        for process, _port in servers.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    print(f"\nuvicorn (uvloop, {http}) pinned to CPU 0; wrk -t1 -c{args.connections} "
+          f"-d{args.duration:g}s pinned to CPU 1; {args.rounds} rounds, rotated")
+    print(f"{'variant':<14} {'median req/s':>14} {'median ratio':>14}  ratios")
+    for variant in variants:
+        print(f"{variant:<14} {statistics.median(results[variant]):>14,.0f} "
+              f"{statistics.median(ratios[variant]):>13.3f}x  "
+              + " ".join(f"{r:.3f}" for r in ratios[variant]))
+    _report_store(store)
+    print(f"total time {time.monotonic() - started:.0f} s")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _report_store(store: str) -> None:
+    if not os.path.exists(store):
+        print("ascope store: missing (nothing captured?)")
+        return
+    from ascope.store import open_store
+
+    with open_store(store) as opened:
+        kinds = opened.kinds()
+    print("ascope store: " + ", ".join(f"{kind} {count:,}" for kind, count in kinds.items()))
+
+
+if __name__ == "__main__":
+    main()
