@@ -1,0 +1,145 @@
+"""``ascope.integrations.enable`` / ``disable``: names, idempotence, exact undo, laziness."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import ascope.integrations as integrations
+import pytest
+
+import ascope
+from ascope.testing import capture
+
+asyncpg = pytest.importorskip("asyncpg")
+httpx = pytest.importorskip("httpx")
+sqlalchemy = pytest.importorskip("sqlalchemy")
+aiosqlite = pytest.importorskip("aiosqlite")
+
+from sqlalchemy import event  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _all_off() -> Iterator[None]:
+    integrations.disable()
+    yield
+    integrations.disable()
+
+
+def originals() -> dict[str, Any]:
+    """Everything an integration replaces, as it is right now."""
+    return {
+        "sqlite3.connect": sqlite3.connect,
+        "sqlite3.dbapi2.connect": sqlite3.dbapi2.connect,
+        "aiosqlite._execute": aiosqlite.core.Connection.__dict__["_execute"],
+        "asyncpg.fetch": asyncpg.connection.Connection.__dict__["fetch"],
+        "asyncpg.execute": asyncpg.connection.Connection.__dict__["execute"],
+        "asyncpg.prepared.fetch": asyncpg.prepared_stmt.PreparedStatement.__dict__["fetch"],
+        "httpx.sync": httpx.HTTPTransport.__dict__["handle_request"],
+        "httpx.async": httpx.AsyncHTTPTransport.__dict__["handle_async_request"],
+    }
+
+
+def sqlalchemy_listening() -> bool:
+    from ascope.integrations import sqlalchemy as integration
+
+    return event.contains(Engine, "before_cursor_execute", integration._before_cursor_execute)
+
+
+def test_enable_without_names_turns_on_every_installed_integration() -> None:
+    """``enable()`` switches on all integrations whose library is importable and says so."""
+    assert integrations.known() == ("asyncpg", "httpx", "sqlalchemy", "sqlite")
+    assert integrations.available() == integrations.known()
+    assert integrations.enable() == frozenset(integrations.known())
+    assert integrations.enabled() == frozenset(integrations.known())
+    assert sqlalchemy_listening()
+
+
+def test_disable_restores_every_original_exactly() -> None:
+    """After enable + disable, each patched function is the very object it was before
+    and the SQLAlchemy listeners are gone."""
+    before = originals()
+    integrations.enable()
+    during = originals()
+    assert all(during[name] is not before[name] for name in before)
+    assert integrations.disable() == frozenset()
+    after = originals()
+    assert all(after[name] is before[name] for name in before)
+    assert not sqlalchemy_listening()
+
+
+def test_enabling_twice_wraps_once() -> None:
+    """A second ``enable`` changes nothing: each function is wrapped once, and one
+    ``disable`` restores the original."""
+    before = originals()
+    integrations.enable("sqlite", "httpx", "asyncpg")
+    once = originals()
+    integrations.enable("sqlite", "httpx", "asyncpg")
+    integrations.enable()
+    twice = originals()
+    assert all(twice[name] is once[name] for name in once)
+    assert all(getattr(once[name], "__ascope_original__", None) is before[name]
+               for name in once)
+    integrations.disable()
+    assert originals() == before
+
+
+def test_disable_by_name_leaves_the_others_on() -> None:
+    """``disable("httpx")`` turns off httpx only."""
+    before = originals()
+    integrations.enable("httpx", "sqlite")
+    assert integrations.disable("httpx") == frozenset({"sqlite"})
+    now = originals()
+    assert now["httpx.async"] is before["httpx.async"]
+    assert now["sqlite3.connect"] is not before["sqlite3.connect"]
+
+
+@pytest.mark.parametrize("call", [integrations.enable, integrations.disable])
+def test_unknown_names_raise_configuration_error(call: Any) -> None:
+    """A misspelt name raises ``ascope.ConfigurationError`` naming the known ones, and
+    nothing is switched on or off."""
+    integrations.enable("sqlite")
+    with pytest.raises(ascope.ConfigurationError, match=r"'sqlitee'.*asyncpg, httpx"):
+        call("httpx", "sqlitee")
+    assert integrations.enabled() == frozenset({"sqlite"})
+
+
+def test_a_wrapper_stacked_on_top_is_not_torn_down() -> None:
+    """If another library wraps a method after ascope did, ``disable`` keeps their
+    wrapper (and ours beneath it, switched off): nothing is recorded any more, and
+    their wrapper still runs."""
+    integrations.enable("sqlite")
+    ours = sqlite3.connect
+    calls = []
+
+    def theirs(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return ours(*args, **kwargs)
+
+    sqlite3.connect = theirs
+    try:
+        integrations.disable("sqlite")
+        assert sqlite3.connect is theirs
+        with capture() as captured:
+            connection = sqlite3.connect(":memory:")
+            connection.execute("SELECT 1")
+            connection.close()
+        assert calls and [e for e in captured.events if e.kind == "query_start"] == []
+    finally:
+        sqlite3.connect = ours.__ascope_original__  # type: ignore[attr-defined]
+        sqlite3.dbapi2.connect = sqlite3.connect
+
+
+def test_importing_ascope_imports_no_integrated_library() -> None:
+    """Integration modules load only when enabled: ``import ascope.integrations`` pulls in
+    none of the libraries they wrap."""
+    code = ("import sys, ascope, ascope.integrations; "
+            "print(sorted(m for m in ('sqlalchemy', 'asyncpg', 'httpx', 'aiosqlite') "
+            "if m in sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=60).stdout
+    assert output.strip() == "[]"
