@@ -189,7 +189,8 @@ def _type_name(value: Any) -> str:
     kind = type(value)
     module = getattr(kind, "__module__", None)
     name = getattr(kind, "__qualname__", None) or kind.__name__
-    return name if module in (None, "builtins") else f"{module}.{name}"
+    name = name if module in (None, "builtins") else f"{module}.{name}"
+    return name if len(name) <= 200 else name[:200] + "..."  # a generated class may be huge
 
 
 def guarded_repr(value: Any, limit: int | None = None) -> str:
