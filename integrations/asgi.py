@@ -378,7 +378,7 @@ class _Channel:
     __slots__ = ("_receive", "_send", "accepted", "close_code", "closed_by", "endpoint",
                  "frame", "in_endpoint", "joined", "left", "message", "message_event",
                  "middleware", "path", "received", "route", "scope", "scope_root_path", "sent",
-                 "socket_info")
+                 "settled", "socket_info")
 
     def __init__(self, middleware: AscopeMiddleware, scope: Scope, parent: _c.Frame,
                  receive: Receive, send: Send) -> None:
@@ -391,6 +391,7 @@ class _Channel:
         self.path = scope.get("path")
         self.joined = False
         self.accepted = False
+        self.settled = False  # the join was accepted or rejected
         self.left = False
         self.in_endpoint = False
         self.close_code: int | None = None
@@ -507,7 +508,7 @@ class _Channel:
                 frame = self.frame
             _emit("message_send", _now(), frame, (f"websocket:{self.path}", data))
         elif kind == "websocket.accept":
-            self.accepted = True
+            self.accepted = self.settled = True
             _emit("channel_join_complete", _now(), self.frame,
                   (self.path, {"accepted": True, "subprotocol": message.get("subprotocol")},
                    None))
@@ -516,17 +517,17 @@ class _Channel:
             if self.close_code is None:
                 self.close_code = code
                 self.closed_by = "server"
-            if not self.accepted:
+            if not self.settled:
+                self.settled = True
                 _emit("channel_join_complete", _now(), self.frame,
                       (self.path, {"accepted": False, "reason": message.get("reason")}, code))
-                self.accepted = True  # the join is settled (rejected)
-        elif kind == "websocket.http.response.start" and not self.accepted:
+        elif kind == "websocket.http.response.start" and not self.settled:
             # The denial-response extension: the handshake is answered with plain HTTP.
             self.close_code = self.close_code or 1008
             self.closed_by = "server"
+            self.settled = True
             _emit("channel_join_complete", _now(), self.frame,
                   (self.path, {"accepted": False, "status": message.get("status")}, None))
-            self.accepted = True
 
     def leave(self, error: BaseException | None) -> None:
         """``channel_leave`` (with the close code) when the application returns or raises."""
@@ -540,6 +541,11 @@ class _Channel:
                 self._close_message()
             now = _now()
             frame = self.frame
+            if not self.settled:  # the app ended without accepting or closing: rejected
+                self.settled = True
+                _emit("channel_join_complete", now, frame,
+                      (self.path, {"accepted": False, "reason": "not accepted"},
+                       self.close_code))
             if error is not None and not isinstance(error, asyncio.CancelledError):
                 _emit("error", now, frame, _error_payload(error, "asgi"))
             if error is None:
