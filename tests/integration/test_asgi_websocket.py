@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from ascope.integrations.asgi import AscopeMiddleware
 from starlette.applications import Starlette
 from starlette.endpoints import WebSocketEndpoint
 from starlette.routing import WebSocketRoute
@@ -20,7 +21,6 @@ from websockets.sync.client import connect
 
 import ascope
 import ascope.testing
-from ascope.integrations.asgi import AscopeMiddleware
 
 from .conftest import by_kind, kinds, one, serve, tree_of
 
@@ -167,7 +167,7 @@ def test_close_before_accept_is_a_rejected_join(server: Any) -> None:
         with pytest.raises(InvalidStatus):
             connect(server.ws_url("/ws/reject"))
         server.settle()
-    join, tree = channel_of(captured.events, "/ws/reject")
+    _join, tree = channel_of(captured.events, "/ws/reject")
     joined = one(tree, "channel_join_complete")
     assert joined.data["result"]["accepted"] is False
     assert joined.data["close_code"] == 4001
