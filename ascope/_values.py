@@ -131,6 +131,23 @@ def capture_args(args: Any) -> Any:
     return capture(args)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every string made valid UTF-8 (lone surrogates, as ``os.fsdecode``
+    makes them, become backslash escapes). The sinks' slow path when encoding fails."""
+    kind = type(value)
+    if kind is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if kind is list or kind is tuple:
+        return [json_safe(item) for item in value]
+    if kind is dict:
+        return {json_safe(key): json_safe(item) for key, item in value.items()}
+    return value
+
+
 def snapshot(value: Any) -> Any:
     """``capture`` for a value nested in something ascope builds: fully normalized."""
     return normalize(capture(value))

@@ -4,13 +4,15 @@
         for event in store.events(kind="function_entry"):
             ...
 
-Events read back equal the ones the sinks were given (same ``Event`` values).
+Events read back equal the ones the sinks were given (same ``Event`` values), in the
+order they were written. Filters on correlation, parent, trace, task and kind use the
+store's key index (see ``ascope/sinks/_sqlite.py``); only the segments holding a match are
+decoded.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -19,9 +21,6 @@ import orjson
 
 from ._events import Event, Node
 from .sinks._sqlite import connect
-
-_COLUMNS = ("kind, ts_ns, wall_ns, correlation_id, parent_id, task_id, trace_id, host, pid,"
-            " process_started_ns, data")
 
 
 class Store:
@@ -56,50 +55,61 @@ class Store:
                     parent_id: int | None = None, trace_id: str | None = None,
                     task_id: int | None = None, pid: int | None = None,
                     limit: int | None = None) -> Iterator[Event]:
+        wanted = {name: value for name, value in (
+            ("correlation_id", correlation_id), ("parent_id", parent_id),
+            ("trace_id", trace_id), ("task_id", task_id), ("kind", kind)) if value is not None}
+        sql = "SELECT id, host, pid, process_started_ns, body FROM segments"
         clauses: list[str] = []
         params: list[Any] = []
-        for column, value in (("kind", kind), ("correlation_id", correlation_id),
-                              ("parent_id", parent_id), ("trace_id", trace_id),
-                              ("task_id", task_id), ("pid", pid)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        sql = f"SELECT {_COLUMNS} FROM events"
+        for name, value in wanted.items():
+            clauses.append("id IN (SELECT segment_id FROM segment_keys WHERE key_type = ? "
+                           "AND key = ?)")
+            params += [name, value]
+        if pid is not None:
+            clauses.append("pid = ?")
+            params.append(pid)
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        for row in self._connection.execute(sql, params):
-            yield _event_from_row(row)
+        positions = [(_POSITION[name], value) for name, value in wanted.items()]
+        count = 0
+        for _, host, row_pid, started, body in self._connection.execute(sql, params):
+            node = Node(host, row_pid, started)
+            for raw in orjson.loads(body):
+                if all(raw[index] == value for index, value in positions):
+                    yield Event(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], node,
+                                raw[7])
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return
 
     def count(self, kind: str | None = None) -> int:
+        """How many events the store holds (of one kind)."""
         if kind is None:
-            row = self._connection.execute("SELECT count(*) FROM events").fetchone()
+            row = self._connection.execute("SELECT coalesce(sum(count), 0) FROM segments")
         else:
-            row = self._connection.execute("SELECT count(*) FROM events WHERE kind = ?",
-                                           (kind,)).fetchone()
-        return int(row[0])
+            row = self._connection.execute(
+                "SELECT coalesce(sum(n), 0) FROM segment_keys WHERE key_type = 'kind' "
+                "AND key = ?", (kind,))
+        return int(row.fetchone()[0])
 
     def kinds(self) -> dict[str, int]:
-        """How many events of each kind the store holds."""
+        """How many events of each kind the store holds, most frequent first."""
         rows = self._connection.execute(
-            "SELECT kind, count(*) FROM events GROUP BY kind ORDER BY count(*) DESC")
+            "SELECT key, sum(n) FROM segment_keys WHERE key_type = 'kind' GROUP BY key "
+            "ORDER BY sum(n) DESC, key")
         return {kind: count for kind, count in rows}
 
     def traces(self) -> list[str]:
+        """Trace ids, in the order they first appear."""
         rows = self._connection.execute(
-            "SELECT trace_id FROM events WHERE trace_id IS NOT NULL GROUP BY trace_id "
-            "ORDER BY min(id)")
+            "SELECT key FROM segment_keys WHERE key_type = 'trace_id' GROUP BY key "
+            "ORDER BY min(segment_id), key")
         return [trace for (trace,) in rows]
 
 
-def _event_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Event:
-    (kind, ts_ns, wall_ns, correlation_id, parent_id, task_id, trace_id, host, pid, started,
-     data) = row
-    return Event(kind, ts_ns, wall_ns, correlation_id, parent_id, task_id, trace_id,
-                 Node(host, pid, started), orjson.loads(data))
+# Where each filter's value sits in a stored event array.
+_POSITION = {"kind": 0, "correlation_id": 3, "parent_id": 4, "task_id": 5, "trace_id": 6}
 
 
 def open_store(path: str | os.PathLike[str] = "ascope.db") -> Store:

@@ -7,6 +7,7 @@ from typing import IO
 import orjson
 
 from .._events import Event
+from .._values import json_safe
 
 
 class JsonlSink:
@@ -22,9 +23,8 @@ class JsonlSink:
             if directory:
                 os.makedirs(directory, exist_ok=True)
             self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across batches
-        dumps = orjson.dumps
         # One write per batch: O_APPEND keeps lines of two processes from interleaving.
-        self._file.write(b"".join([dumps(event.to_dict()) + b"\n" for event in events]))
+        self._file.write(b"".join([_line(event) for event in events]))
         self._file.flush()
 
     def close(self) -> None:
@@ -34,6 +34,14 @@ class JsonlSink:
 
     def __repr__(self) -> str:
         return f"JsonlSink({self.path!r})"
+
+
+def _line(event: Event) -> bytes:
+    raw = event.to_dict()
+    try:
+        return orjson.dumps(raw) + b"\n"
+    except orjson.JSONEncodeError:  # a string that is not valid UTF-8: write it escaped
+        return orjson.dumps(json_safe(raw)) + b"\n"
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Event]:
