@@ -470,6 +470,7 @@ class EventQuery:
     def only(self, kind: str | Iterable[str] | None = None, **filters: Any) -> Event:
         """The one event that passes the filters; AssertionError naming what was found
         when there is not exactly one."""
+        __tracebackhide__ = True  # pytest shows the caller's line, not ours
         found = self.filter(kind, **filters)
         if len(found) == 1:
             return found[0]

@@ -49,6 +49,7 @@ def assert_called(events: Iterable[Event], function: str, times: int | None = No
     ``parent="app.views:get_user"`` counts calls made by ``get_user`` itself or by tasks it
     spawned. Returns the counted call nodes.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     tree = _query(events).tree()
     calls = [node for node in tree.walk()
              if node.kind == "function_entry" and node.matches(function)]
@@ -104,6 +105,7 @@ def assert_tree(events: Iterable[Event], expected: Spec, *, exact: bool = False)
     around it; ``exact=True`` wants the direct children, all of them, in order.
     The failure shows why, and a diff of the expected and actual trees.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     tree = _query(events).tree()
     problem = _match(tree, expected, exact, "the top level")
     if problem is None:
@@ -189,6 +191,7 @@ def render_spec(spec: Spec, indent: str = "  ") -> str:
 def assert_no_errors(events: Iterable[Event]) -> None:
     """Assert nothing failed: no ``error`` event, no call that raised, no task that crashed,
     no query error, no 5xx response, no action/callback error."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     query = _query(events)
     tree = query.tree()
     failures = [event for event in query if is_failure(event)]
@@ -237,6 +240,7 @@ def assert_queries(events: Iterable[Event], request: str | None = None,
     ``at_most``. Fails when no request matches. Without ``request``, counts all queries.
     Returns the count (the largest one, with several requests).
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     if count is None and at_most is None:
         raise TypeError("assert_queries needs count= or at_most=")
     tree = _query(events).tree()

@@ -247,9 +247,14 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     global _active
     if "ascope_events" in getattr(item, "fixturenames", ()):
         _close_active()  # a previous test's teardown never ran (interrupted): end it
-        run = _TestRun(item, _options_for(item))
-        _active = run
-        run.open()
+        try:
+            options = _options_for(item)
+        except pytest.fail.Exception:
+            pass  # bad marker: the fixture reports it, as the test's setup error
+        else:
+            run = _TestRun(item, options)
+            _active = run
+            run.open()
     return (yield)
 
 
