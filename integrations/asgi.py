@@ -188,7 +188,7 @@ class _Request:
     """One HTTP request's state: its frame, what the response said so far, the outcome."""
 
     __slots__ = ("_receive", "_send", "content_type", "disconnected", "done", "endpoint",
-                 "frame", "in_endpoint", "middleware", "route", "scope", "scope_root_path", "size",
+                 "endpoint_action", "endpoint_frame", "frame", "in_endpoint", "middleware", "route", "scope", "scope_root_path", "size",
                  "start_payload", "started", "status", "trailers")
 
     def __init__(self, middleware: AscopeMiddleware, scope: Scope, parent: _c.Frame,
@@ -203,6 +203,8 @@ class _Request:
         self.started = False
         self.done = False
         self.in_endpoint = False
+        self.endpoint_frame: _c.Frame | None = None  # the open endpoint operation
+        self.endpoint_action: str | None = None
         self.disconnected = False
         self.trailers = False
         self.status: int | None = None
@@ -236,12 +238,26 @@ class _Request:
         _emit("http_request_start", frame[7], frame,
               (method, path, params, client, headers, route))
 
+    def close_endpoint(self, outcome: str) -> None:
+        """``endpoint_exit``: when the response ends (the handler's part of the request is
+        over; background tasks that follow stay its children), or when the route's
+        handling returns or raises, whichever comes first."""
+        frame = self.endpoint_frame
+        if frame is None:
+            return
+        self.endpoint_frame = None
+        now = _now()
+        _emit("endpoint_exit", now, frame,
+              (self.endpoint, self.endpoint_action, self.status, outcome, now - frame[7]))
+
     def complete(self, outcome: str) -> None:
         if self.done:
             return
         self.done = True
         if not self.started:
             self.emit_start(self.route)
+        if self.endpoint_frame is not None:
+            self.close_endpoint("return" if outcome == "complete" else "raise")
         now = _now()
         frame = self.frame
         _emit("http_request_complete", now, frame,
@@ -343,6 +359,8 @@ class _Request:
             if frame[_c.RING] is None:
                 frame = frame[:_c.RING] + (self.frame[_c.RING],)
             params = scope.get("path_params")
+            self.endpoint_action = action
+            self.endpoint_frame = frame
             _emit("endpoint_entry", now, frame,
                   (name, action, _capture(params) if params else None, template))
             token = _current.set(frame)
@@ -362,9 +380,7 @@ class _Request:
         finally:
             _current.reset(token)
             try:
-                end = _now()
-                _emit("endpoint_exit", end, frame,
-                      (name, action, self.status, outcome, end - now))
+                self.close_endpoint(outcome)
             except Exception:
                 _internal_error()
 
