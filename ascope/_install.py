@@ -11,6 +11,7 @@ Options are those of ``ascope.integrations.asgi.AscopeMiddleware`` (``enable``,
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from ._exceptions import ConfigurationError
@@ -23,17 +24,19 @@ def install(app: Any, **options: Any) -> Any:
     user middleware and is returned itself; installing twice is harmless. Any other ASGI
     callable is returned wrapped: serve the returned object.
     """
-    from ascope.integrations.asgi import AscopeMiddleware  # noqa: PLC0415 - optional layer
+    # Imported by name: the integrations live outside the ascope/ folder (mapped by the
+    # packaging), and importing them here keeps `import ascope` free of ASGI code.
+    middleware = importlib.import_module("ascope.integrations.asgi").AscopeMiddleware
 
     if not callable(app):
         raise ConfigurationError("app", f"expected an ASGI application, got {app!r}")
-    if isinstance(app, AscopeMiddleware):
+    if isinstance(app, middleware):
         return app
     add_middleware = getattr(app, "add_middleware", None)
     user_middleware = getattr(app, "user_middleware", None)
     if callable(add_middleware) and isinstance(user_middleware, list):
-        if not any(getattr(entry, "cls", None) is AscopeMiddleware
+        if not any(getattr(entry, "cls", None) is middleware
                    for entry in user_middleware):
-            add_middleware(AscopeMiddleware, **options)
+            add_middleware(middleware, **options)
         return app
-    return AscopeMiddleware(app, **options)
+    return middleware(app, **options)

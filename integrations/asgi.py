@@ -188,7 +188,8 @@ class _Request:
     """One HTTP request's state: its frame, what the response said so far, the outcome."""
 
     __slots__ = ("_receive", "_send", "content_type", "disconnected", "done", "endpoint",
-                 "endpoint_action", "endpoint_frame", "frame", "in_endpoint", "middleware", "route", "scope", "scope_root_path", "size",
+                 "endpoint_action", "endpoint_frame", "frame", "in_endpoint", "middleware",
+                 "route", "scope", "scope_root_path", "size",
                  "start_payload", "started", "status", "trailers")
 
     def __init__(self, middleware: AscopeMiddleware, scope: Scope, parent: _c.Frame,

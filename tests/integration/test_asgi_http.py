@@ -425,3 +425,86 @@ def test_request_start_is_stamped_with_the_arrival_time() -> None:
     assert before <= start.ts_ns
     assert entry.ts_ns - start.ts_ns >= 100_000_000
     assert start.data["route"] == "/items/{item_id}"
+
+
+# -- installing ---------------------------------------------------------------------------------
+
+
+def test_install_adds_the_middleware_to_a_starlette_app_once() -> None:
+    """``ascope.install(app)`` adds AscopeMiddleware in place and returns the app itself;
+    a second install does not add a second one."""
+    app = Starlette(routes=[Route("/items/{item_id:int}", item)])
+    assert ascope.install(app, enable=False, integrations=False) is app
+    assert ascope.install(app, enable=False, integrations=False) is app
+    assert [m.cls for m in app.user_middleware] == [AscopeMiddleware]
+
+
+def test_install_wraps_any_other_asgi_callable() -> None:
+    """For a bare ASGI callable, install returns the wrapping middleware (serve that)."""
+    async def bare(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    wrapped = ascope.install(bare, enable=False, integrations=False)
+    assert isinstance(wrapped, AscopeMiddleware) and wrapped.app is bare
+    assert ascope.install(wrapped) is wrapped
+    with pytest.raises(ascope.ConfigurationError):
+        ascope.install(42)
+
+
+def test_install_switches_capture_and_integrations_on() -> None:
+    """By default the middleware switches capture on into the configured sinks and
+    enables the library integrations that are installed; the server's events reach the
+    sink without any capture() block."""
+    import ascope.integrations as registry
+    from ascope.sinks import MemorySink
+
+    sink = MemorySink()
+    ascope.configure(sinks=[sink])
+    app = Starlette(routes=[Route("/items/{item_id:int}", item)])
+    try:
+        ascope.install(app)
+        with serve(app) as running:
+            assert httpx.get(running.url("/items/4")).status_code == 200
+            running.settle()
+            assert ascope.enabled()
+            assert registry.enabled() == frozenset(registry.available())
+    finally:
+        registry.disable()
+    assert "http_request_start" in [e.kind for e in sink.events]
+
+
+def test_integrations_option_false_enables_none() -> None:
+    """``integrations=False`` leaves the library integrations alone."""
+    import ascope.integrations as registry
+
+    AscopeMiddleware(Starlette(), enable=False, integrations=False)
+    assert registry.enabled() == frozenset()
+
+
+def test_lifespan_and_unknown_scope_types_pass_through_untouched() -> None:
+    """Scopes other than http/websocket reach the app with the very same scope, receive
+    and send objects, capture on or off."""
+    seen: list[tuple[Any, Any, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope, receive, send))
+
+    async def receive() -> dict[str, Any]:
+        return {}
+
+    async def send(message: Any) -> None:
+        return None
+
+    middleware = AscopeMiddleware(app, enable=False, integrations=False)
+
+    async def drive() -> None:
+        for kind in ("lifespan", "custom.protocol"):
+            scope = {"type": kind}
+            await middleware(scope, receive, send)
+            assert seen[-1] == (scope, receive, send) and seen[-1][0] is scope
+            assert scope == {"type": kind}
+
+    with ascope.testing.capture() as captured:
+        asyncio.run(drive())
+    asyncio.run(drive())
+    assert [e.kind for e in captured.events if e.kind.startswith(("http", "channel"))] == []

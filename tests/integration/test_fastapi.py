@@ -131,7 +131,7 @@ def test_http_exception_is_a_handled_404(server: Any) -> None:
     with ascope.testing.capture() as captured:
         assert httpx.get(server.url("/items/404")).status_code == 404
         server.settle()
-    start, tree = request_tree(captured.events, "/items/404")
+    _start, tree = request_tree(captured.events, "/items/404")
     assert one(tree, "endpoint_exit").data["result"] == 404
     complete = one(tree, "http_request_complete")
     assert complete.data["status"] == 404 and complete.data["outcome"] == "complete"
@@ -143,7 +143,7 @@ def test_background_task_is_a_child_of_the_request(server: Any) -> None:
     with ascope.testing.capture() as captured:
         assert httpx.post(server.url("/items/3/notify")).status_code == 202
         server.settle()
-    start, tree = request_tree(captured.events, "/items/3/notify")
+    _start, tree = request_tree(captured.events, "/items/3/notify")
     call = one(tree, "function_entry")
     assert call.data["function"].endswith("notify")
     complete = one(tree, "http_request_complete")
@@ -156,7 +156,7 @@ def test_streaming_response(server: Any) -> None:
     with ascope.testing.capture() as captured:
         assert httpx.get(server.url("/stream")).text == "0\n1\n2\n"
         server.settle()
-    start, tree = request_tree(captured.events, "/stream")
+    _start, tree = request_tree(captured.events, "/stream")
     complete = one(tree, "http_request_complete")
     assert complete.data["response_size"] == 6
     assert complete.data["duration_ns"] >= 60_000_000
