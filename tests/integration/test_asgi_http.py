@@ -456,6 +456,7 @@ def test_install_switches_capture_and_integrations_on() -> None:
     enables the library integrations that are installed; the server's events reach the
     sink without any capture() block."""
     import ascope.integrations as registry
+
     from ascope.sinks import MemorySink
 
     sink = MemorySink()
