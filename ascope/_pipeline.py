@@ -326,25 +326,23 @@ class Writer:
     def deliver(self, ring: Ring, batch: Sequence[tuple[Any, ...]]) -> None:
         if not batch:
             return
-        offset = _events.wall_offset_ns()
-        node = _events.NODE
-        build = _events.build_event
         captures = self.captures
         global_on = _c.STATE.global_sinks
+        if not captures and not global_on:
+            return
+        events = _events.build_events(batch, _events.wall_offset_ns(), _events.NODE)
         to_global: list[_events.Event] = []
         to_capture: dict[int, list[_events.Event]] = {}
-        for raw in batch:
-            try:
-                event = build(raw, offset, node)
-            except Exception:
-                _c.STATE.internal_errors += 1
-                continue
-            scope = raw[6]
-            if scope is DISCARD_SCOPE:
-                continue
-            if global_on:
-                to_global.append(event)
-            if captures:
+        if not captures:
+            to_global = [event for raw, event in zip(batch, events, strict=True)
+                         if raw[6] is not DISCARD_SCOPE]
+        else:
+            for raw, event in zip(batch, events, strict=True):
+                scope = raw[6]
+                if scope is DISCARD_SCOPE:
+                    continue
+                if global_on:
+                    to_global.append(event)
                 targets: Iterable[int] = captures if scope is None else scope
                 for capture_id in targets:
                     if capture_id in captures:
