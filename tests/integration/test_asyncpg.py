@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import ascope.integrations
@@ -180,3 +184,29 @@ async def test_nothing_is_recorded_once_disabled(connection: Any) -> None:
     async with capture() as captured:
         assert await connection.fetchval("SELECT 1") == 1
     assert queries(captured.events) == []
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
+async def test_an_unreachable_server_skips_locally_and_fails_in_ci(
+        tmp_path: Path, ci: str, outcome: str) -> None:
+    """Without a reachable server the PostgreSQL fixture skips with the reason on a
+    developer's machine, and fails when ``CI=true``: CI never passes without these tests."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "test_probe.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from _postgres import postgres_dsn\n"
+        "def test_needs_postgres(postgres_dsn):\n"
+        "    pass\n")
+    environment = {**os.environ, "CI": ci,
+                   "ASCOPE_TEST_PG_DSN": f"postgresql://postgres:postgres@127.0.0.1:{port}/x"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+        "-p", "no:ascope", str(tmp_path / "test_probe.py"), cwd=tmp_path, env=environment,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
+    assert outcome in output, output
+    assert f"PostgreSQL is not reachable at postgresql://127.0.0.1:{port}/x" in output
+    assert "pg_ctlcluster" in output  # says how to start one
