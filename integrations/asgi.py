@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -627,18 +628,22 @@ class AscopeMiddleware:
       ``sensitive_headers``: names recorded as ``[redacted]`` (default
       ``SENSITIVE_HEADERS``; names matching ``configure(redact=...)`` are redacted too).
     - ``websockets`` (default True): record websocket connections as channels.
+    - ``live`` (default True): when pyview-web has been imported, record its live views'
+      mounts and events (``ascope.integrations.live``).
     """
 
     def __init__(self, app: ASGIApp, *, enable: bool = True,
                  integrations: bool | Iterable[str] = True, endpoints: bool = True,
                  headers: Iterable[str] = DEFAULT_HEADERS,
                  sensitive_headers: Iterable[str] = SENSITIVE_HEADERS,
-                 websockets: bool = True) -> None:
+                 websockets: bool = True, live: bool = True) -> None:
         self.app = app
         self.headers = _HeaderSelection(headers, sensitive_headers)
         self.websockets = websockets
         if endpoints:
             _wrap_route_handlers()
+        if live and "pyview" in sys.modules:
+            _wrap_live_views()
         if integrations:
             _enable_integrations(integrations)
         if enable:
@@ -709,6 +714,15 @@ def _wrap_route_handlers() -> None:
         starlette.wrap_routes()
     except ImportError:
         pass
+    except Exception:
+        _internal_error()
+
+
+def _wrap_live_views() -> None:
+    try:
+        from . import live
+
+        live.wrap_pyview()
     except Exception:
         _internal_error()
 
