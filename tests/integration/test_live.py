@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from ascope.integrations import live
+from ascope.integrations.asgi import AscopeMiddleware
 
 import ascope
 import ascope.testing
-from ascope.integrations import live
-from ascope.integrations.asgi import AscopeMiddleware
 
 from .conftest import by_kind, one, serve, tree_of
 
