@@ -174,10 +174,25 @@ def _capture_flat_dict(values: dict[Any, Any]) -> Any:
     if len(values) > SETTINGS.limits.max_length:
         return capture(values)
     out = {}
+    sensitive_cache = SETTINGS.sensitive_cache
+    max_string = SETTINGS.max_string
     for key, value in values.items():
         if type(key) is not str:
             return capture(values)
-        out[key] = REDACTED if is_sensitive(key) else snapshot(value)
+        sensitive = sensitive_cache.get(key)
+        if sensitive is None:
+            sensitive = is_sensitive(key)
+        if sensitive:
+            out[key] = REDACTED
+            continue
+        # The common scalars inline (this runs for every argument of every captured call);
+        # everything else through the full snapshot.
+        kind = type(value)
+        if ((kind is str and len(value) <= max_string) or value is None or kind is bool
+                or (kind is int and _INT_MIN <= value <= _INT_MAX)):
+            out[key] = value
+        else:
+            out[key] = snapshot(value)
     return out
 
 
