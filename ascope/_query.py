@@ -199,7 +199,7 @@ class TreeNode:
         if self.closer is None:
             return None
         data = self.closer.data
-        for key in ("outcome", "status"):
+        for key in ("status", "outcome"):
             if data.get(key) is not None:
                 return str(data[key])
         return None

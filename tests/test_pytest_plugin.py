@@ -267,6 +267,49 @@ def test_shared_loops_and_a_task_left_running(inner: pytest.Pytester, loop_scope
     result.assert_outcomes(passed=2)
 
 
+def test_anyio_task_left_running_by_a_fixture(inner: pytest.Pytester) -> None:
+    """Under anyio, with the runner (and its loop) kept alive by a module-scoped fixture, a
+    task that a function-scoped fixture leaves running belongs to that test only."""
+    inner.makepyfile(test_anyio_leftover="""
+        import asyncio
+        import pytest
+        from ascope import runtime as rt
+
+        pytestmark = pytest.mark.anyio
+        leftover = []
+
+        @pytest.fixture(scope="module")
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.fixture(scope="module")
+        async def keeps_the_runner():
+            yield
+
+        async def ticker():
+            while True:
+                cid = rt.report_function_entry("tests.leftover", "tick")
+                rt.report_function_exit(cid)
+                await asyncio.sleep(0.001)
+
+        @pytest.fixture
+        async def starts_a_ticker():
+            leftover.append(asyncio.get_running_loop().create_task(ticker()))
+            yield
+
+        async def test_first(keeps_the_runner, starts_a_ticker, ascope_events):
+            await asyncio.sleep(0.02)
+            assert len(ascope_events.calls("tests.leftover:tick")) > 1
+
+        async def test_second(keeps_the_runner, ascope_events):
+            await asyncio.sleep(0.02)
+            assert not leftover[0].done()
+            assert ascope_events.calls("tests.leftover:tick") == []
+            leftover[0].cancel()
+    """)
+    inner.runpytest().assert_outcomes(passed=2)
+
+
 def test_real_server_in_a_session_fixture(inner: pytest.Pytester) -> None:
     """A uvicorn server on 127.0.0.1 started by a session-scoped async fixture (the same
     process and loop) serves two tests; each sees only the requests it made."""
