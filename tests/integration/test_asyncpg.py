@@ -7,7 +7,7 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from ._postgres import postgres_dsn as postgres_dsn
 
 asyncpg = pytest.importorskip("asyncpg")
 
-pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +59,7 @@ def by_id(events: list[ascope.Event], correlation_id: int) -> dict[str, ascope.E
     return {event.kind: event for event in events if event.correlation_id == correlation_id}
 
 
+@pytest.mark.asyncio
 async def test_connection_queries_nest_under_the_calling_operation(
         connection: Any, table: str, postgres_dsn: str) -> None:
     """Each query method records start and completion (statement, arguments, database,
@@ -92,6 +92,7 @@ async def test_connection_queries_nest_under_the_calling_operation(
                for event in completes)
 
 
+@pytest.mark.asyncio
 async def test_pool_queries_belong_to_the_task_that_ran_them(postgres_dsn: str) -> None:
     """Queries through a pool, from concurrent tasks, each nest under their own task's
     operation (the pool's proxy reaches the wrapped connection methods)."""
@@ -122,6 +123,7 @@ async def test_pool_queries_belong_to_the_task_that_ran_them(postgres_dsn: str) 
         assert {event.task_id for event in mine} == {entry.task_id}
 
 
+@pytest.mark.asyncio
 async def test_failed_query_records_the_error_and_raises_it_unchanged(
         connection: Any, table: str) -> None:
     """A query that fails raises the driver's own exception; the completion names its
@@ -138,6 +140,7 @@ async def test_failed_query_records_the_error_and_raises_it_unchanged(
     assert events["error"].data["source"] == "query"
 
 
+@pytest.mark.asyncio
 async def test_prepared_statements_and_copy_are_recorded(connection: Any, table: str) -> None:
     """A prepared statement's executions carry its query text; COPY counts its rows."""
     async with capture() as captured:
@@ -157,6 +160,7 @@ async def test_prepared_statements_and_copy_are_recorded(connection: Any, table:
     assert rows == [3, 2]
 
 
+@pytest.mark.asyncio
 async def test_cancelled_query_is_closed_and_the_cancellation_propagates(
         connection: Any) -> None:
     """Cancelling a task mid-query ends the query operation (error CancelledError) and the
@@ -176,6 +180,7 @@ async def test_cancelled_query_is_closed_and_the_cancellation_propagates(
     assert runtime.current_correlation_id() is None
 
 
+@pytest.mark.asyncio
 async def test_nothing_is_recorded_once_disabled(connection: Any) -> None:
     """After ``disable`` the connection class has its own methods back and queries are not
     recorded, while capture itself is on."""
@@ -187,6 +192,7 @@ async def test_nothing_is_recorded_once_disabled(connection: Any) -> None:
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
+@pytest.mark.asyncio
 async def test_an_unreachable_server_skips_locally_and_fails_in_ci(
         tmp_path: Path, ci: str, outcome: str) -> None:
     """Without a reachable server the PostgreSQL fixture skips with the reason on a
@@ -210,3 +216,28 @@ async def test_an_unreachable_server_skips_locally_and_fails_in_ci(
     assert outcome in output, output
     assert f"PostgreSQL is not reachable at postgresql://127.0.0.1:{port}/x" in output
     assert "pg_ctlcluster" in output  # says how to start one
+
+
+def test_pool_queries_are_correlated_on_every_loop_kind(
+        run: Callable[[Coroutine[Any, Any, Any]], Any], postgres_dsn: str) -> None:
+    """On asyncio, uvloop and (3.12+) the eager task factory, pool queries made by
+    concurrent tasks nest under their own task's operation."""
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=3)
+        try:
+            async def worker(number: int) -> int | None:
+                operation = runtime.report_function_entry("app", f"worker{number}")
+                assert await pool.fetchval("SELECT $1::int", number) == number
+                runtime.report_function_exit(operation)
+                return operation
+
+            async with capture() as captured:
+                operations = await asyncio.gather(*(worker(n) for n in range(3)))
+        finally:
+            await pool.close()
+        for number, operation in enumerate(operations):
+            (query,) = [e for e in queries(captured.events)
+                        if e.data["statement"] == "SELECT $1::int" and e.parent_id == operation]
+            assert query.data["params"] == [number]
+
+    run(scenario())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ from ascope.testing import capture
 
 aiosqlite = pytest.importorskip("aiosqlite")
 
-pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +36,7 @@ def completion(events: list[ascope.Event], start: ascope.Event) -> ascope.Event:
     return event
 
 
+@pytest.mark.asyncio
 async def test_sqlite3_statements_nest_under_the_operation(tmp_path: Path) -> None:
     """Every way of running SQL on a sqlite3 connection (connection and cursor
     ``execute``, ``executemany``, ``executescript``) is one query under the current
@@ -67,6 +67,7 @@ async def test_sqlite3_statements_nest_under_the_operation(tmp_path: Path) -> No
     assert [completion(captured.events, e).data["rows"] for e in queries] == [None, 3, 2, None]
 
 
+@pytest.mark.asyncio
 async def test_a_factory_of_the_callers_own_is_kept(tmp_path: Path) -> None:
     """A connection ``factory=`` (and a cursor factory) given by the caller still decides
     the class: ascope subclasses it, so ``isinstance`` and its methods hold."""
@@ -87,6 +88,7 @@ async def test_a_factory_of_the_callers_own_is_kept(tmp_path: Path) -> None:
     assert [e.data["statement"] for e in starts(captured.events)] == ["SELECT 1"]
 
 
+@pytest.mark.asyncio
 async def test_sqlite3_error_is_recorded_and_raised_unchanged(tmp_path: Path) -> None:
     """A failing statement raises sqlite3's own exception; the query records it."""
     connection = sqlite3.connect(str(tmp_path / "e.db"))
@@ -101,6 +103,7 @@ async def test_sqlite3_error_is_recorded_and_raised_unchanged(tmp_path: Path) ->
     assert error.data["message"] == "no such table: missing"
 
 
+@pytest.mark.asyncio
 async def test_aiosqlite_queries_carry_the_awaiting_tasks_correlation(tmp_path: Path) -> None:
     """aiosqlite runs sqlite3 on its own thread, which does not copy the context; the
     queries are still children of the awaiting task's operation, with its task id, and
@@ -138,6 +141,7 @@ async def test_aiosqlite_queries_carry_the_awaiting_tasks_correlation(tmp_path: 
         assert completion(captured.events, mine[0]).data["rows"] == 4 - number
 
 
+@pytest.mark.asyncio
 async def test_aiosqlite_error_is_recorded_and_raised_unchanged(tmp_path: Path) -> None:
     """A failing aiosqlite statement raises sqlite3's exception to the awaiting task; its
     query records the error under that task."""
@@ -149,6 +153,7 @@ async def test_aiosqlite_error_is_recorded_and_raised_unchanged(tmp_path: Path) 
     assert query.task_id is not None
 
 
+@pytest.mark.asyncio
 async def test_disable_puts_sqlite3_connect_back(tmp_path: Path) -> None:
     """``disable("sqlite")`` restores ``sqlite3.connect`` itself, and connections opened
     while the integration was on stop recording."""
@@ -168,6 +173,7 @@ async def test_disable_puts_sqlite3_connect_back(tmp_path: Path) -> None:
     assert starts(captured.events) == []
 
 
+@pytest.mark.asyncio
 async def test_the_n_plus_one_example_in_the_docs_runs() -> None:
     """The N+1 example of docs/databases.md runs as written (its asserts included)."""
     text = (Path(__file__).parents[2] / "docs" / "databases.md").read_text()
@@ -177,3 +183,24 @@ async def test_the_n_plus_one_example_in_the_docs_runs() -> None:
     exec(compile(code, "docs/databases.md", "exec"), namespace)
     assert len(namespace["queries"]) == 4
     namespace["db"].close()
+
+
+def test_aiosqlite_is_correlated_on_every_loop_kind(
+        run: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path) -> None:
+    """On asyncio, uvloop and (3.12+) the eager task factory, aiosqlite queries from
+    concurrent tasks nest under their own task's operation."""
+    async def scenario() -> None:
+        async with aiosqlite.connect(str(tmp_path / "loops.db")) as db:
+            async def worker(number: int) -> int | None:
+                operation = runtime.report_function_entry("app", f"worker{number}")
+                await db.execute_fetchall("SELECT ?", (number,))
+                runtime.report_function_exit(operation)
+                return operation
+
+            async with capture() as captured:
+                operations = await asyncio.gather(*(worker(n) for n in range(3)))
+        for number, operation in enumerate(operations):
+            (query,) = [e for e in starts(captured.events) if e.parent_id == operation]
+            assert query.data["params"] == [number]
+
+    run(scenario())
