@@ -339,9 +339,9 @@ class Instrumenter:
             test = ast.BoolOp(op=ast.Or(), values=[head, tail])
         record: list[ast.stmt] = [
             _assign(REC, _const(True)),
-            *extra,
             _expr_stmt(_call("I", _const(None), _const(loop_type), _load(v["n"]), value,
                              _const(node.lineno), self._ref(node, ctx))),
+            *extra,
         ]
         skip: list[ast.stmt] = [_assign(REC, _const(False))]
         if self.loop_tail:
