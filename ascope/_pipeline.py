@@ -282,6 +282,9 @@ class Writer:
     # on the writer thread ----------------------------------------------------------------
 
     def _run(self) -> None:
+        # Nothing the writer does is captured: a sink writing through an instrumented
+        # driver (sqlite3, say) would otherwise feed its own writes back into the ring.
+        _c.current.set(_DRAINER_CONTEXT_VALUE)
         while True:
             try:
                 item = self.queue.get(timeout=max(SETTINGS.drain_interval, 0.01))
@@ -383,7 +386,13 @@ class Writer:
             self.queue.put(_STOP)
             thread.join(timeout)
         self.thread = None
-        # Whatever is still queued (the thread timed out or never ran) is written here.
+        # Whatever is still queued (the thread timed out or never ran) is written here, in
+        # a context where capture is off, as on the writer thread.
+        context = contextvars.Context()
+        context.run(_c.current.set, _DRAINER_CONTEXT_VALUE)
+        context.run(self._write_remaining)
+
+    def _write_remaining(self) -> None:
         while True:
             try:
                 item = self.queue.get_nowait()
