@@ -41,23 +41,26 @@ def _where(node: TreeNode) -> str:
 
 
 def assert_called(events: Iterable[Event], function: str, times: int | None = None, *,
-                  parent: str | None = None) -> list[TreeNode]:
+                  parent: str | None = None, within: str | None = None) -> list[TreeNode]:
     """Assert ``function`` was called (``times`` times exactly, if given).
 
     ``parent``: only count calls made under a node ``parent`` names, looking up through
     tasks, requests and queries but not past the nearest enclosing function call — so
     ``parent="app.views:get_user"`` counts calls made by ``get_user`` itself or by tasks it
-    spawned. Returns the counted call nodes.
+    spawned. ``within``: only count calls anywhere below a node ``within`` names
+    (``within="GET /users/1"``). Returns the counted call nodes.
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
     tree = _query(events).tree()
     calls = [node for node in tree.walk()
              if node.kind == "function_entry" and node.matches(function)]
-    counted = [node for node in calls if parent is None or _under(node, parent)]
+    counted = [node for node in calls if (parent is None or _under(node, parent))
+               and (within is None or any(a.matches(within) for a in node.ancestors()))]
     if (times is None and counted) or (times is not None and len(counted) == times):
         return counted
     wanted = "at least once" if times is None else _times(times)
-    under = f" under {parent!r}" if parent is not None else ""
+    under = (f" under {parent!r}" if parent is not None else "") + (
+        f" within {within!r}" if within is not None else "")
     lines = [f"expected {function!r} to be called {wanted}{under}; "
              f"it was called {_times(len(counted))}{under}"]
     if calls:
