@@ -28,7 +28,7 @@ def branches(x):
 
 def loops(rows):
     total = 0
-    for _index, row in enumerate(rows):
+    for index, row in enumerate(rows):  # noqa: B007
         if row % 2:
             continue
         total += row
@@ -310,5 +310,6 @@ def many_statements(x):
 
 
 def closed_early(n):
-    yield from range(n)
+    for i in range(n):  # noqa: UP028 - a loop is what this sample is about
+        yield i
     DECORATED_CALLS.append("never reached when closed early")
