@@ -78,8 +78,7 @@ def _internal_error() -> None:
                          "was not affected. Further failures are only counted in stats().")
 
 
-def _emit(kind: str, ts: int, frame: _c.Frame, payload: Any) -> None:
-    _pipeline.emit((kind, ts, frame, payload))
+_emit = _pipeline.emit_event  # (kind, ts_ns, frame, payload): appends to the frame's ring
 
 
 def _new_ids() -> int:
@@ -109,6 +108,24 @@ def _error_payload(error: BaseException, source: str) -> tuple[Any, ...]:
 
     type_name, message = runtime._error_fields(error)
     return (type_name, message, runtime._traceback_of(error, None), source)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})  # floats need normalizing (nan)
+
+
+def _path_params(params: dict[str, Any]) -> Any:
+    """Path parameters: the common case (a few short scalars) copied as they are."""
+    if len(params) <= 8:
+        limit = _values.SETTINGS.max_string
+        for key, value in params.items():
+            kind = type(value)
+            if (type(key) is not str or kind not in _PLAIN
+                    or (kind is str and len(value) > limit) or _values.is_sensitive(key)
+                    or (kind is int and not -(2**63) <= value < 2**63)):
+                break
+        else:
+            return dict(params)
+    return _snapshot(params)
 
 
 def _query_params(raw: bytes) -> Any:
@@ -364,7 +381,7 @@ class _Request:
             self.endpoint_action = action
             self.endpoint_frame = frame
             _emit("endpoint_entry", now, frame,
-                  (name, action, _capture(params) if params else None, template))
+                  (name, action, _path_params(params) if params else None, template))
             token = _current.set(frame)
         except Exception:
             _internal_error()
