@@ -249,3 +249,60 @@ async def test_disable_removes_the_listeners(engine: Any) -> None:
     async with capture() as captured, engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
     assert starts(captured.events) == []
+
+
+@pytest.mark.asyncio
+async def test_queries_of_a_served_request_hang_under_its_endpoint(
+        engine: Any, postgres_url: str) -> None:
+    """End to end: uvicorn serving a Starlette app behind AscopeMiddleware, its handler
+    doing 1 + N ORM queries on PostgreSQL. Every query is a child of the endpoint, inside
+    the request's tree, in the request's trace and task."""
+    from ascope.integrations.asgi import AscopeMiddleware
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from .conftest import serve, tree_of
+
+    with ascope.disabled():
+        async with AsyncSession(engine) as session:
+            session.add_all([Author(id=i, name=f"author {i}") for i in (1, 2)])
+            await session.commit()
+
+    async def list_authors(request: Request) -> JSONResponse:
+        books = {}
+        async with AsyncSession(engine) as session:
+            for author in (await session.scalars(select(Author).order_by(Author.id))).all():
+                found = await session.scalars(select(Book).where(Book.author_id == author.id))
+                books[author.name] = [book.title for book in found]
+        return JSONResponse(books)
+
+    app = AscopeMiddleware(Starlette(routes=[Route("/authors", list_authors)]), enable=False)
+    with serve(app) as server:
+        async with capture() as captured:
+            response = await asyncio.to_thread(httpx_get, server.url("/authors"))
+            await asyncio.to_thread(server.settle)
+    assert response == {"author 1": [], "author 2": []}
+
+    (request,) = [e for e in captured.events if e.kind == "http_request_start"]
+    (endpoint,) = [e for e in captured.events if e.kind == "endpoint_entry"]
+    tree = tree_of(captured.events, request.correlation_id)  # type: ignore[arg-type]
+    everything = [e for e in tree if e.kind == "query_start"]
+    queries = [e for e in everything if e.data["metadata"].get("library") == "sqlalchemy"]
+    assert len(queries) == 1 + 2
+    assert all(e.parent_id == endpoint.correlation_id for e in queries)
+    assert {e.trace_id for e in everything} == {request.trace_id}
+    assert {e.task_id for e in queries} == {endpoint.task_id}
+    # The rest is asyncpg's own transaction control when the session gives its
+    # connection back, also inside the request.
+    assert {e.data["statement"] for e in everything if e not in queries} <= {
+        "ROLLBACK;", "COMMIT;", "BEGIN;"}
+    done = {e.correlation_id for e in tree if e.kind == "query_complete"}
+    assert done == {e.correlation_id for e in everything}
+
+
+def httpx_get(url: str) -> Any:
+    import httpx
+
+    return httpx.get(url, timeout=10).json()
