@@ -7,6 +7,7 @@ it that way, so no test depends on the order the suite runs in.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -35,15 +36,19 @@ def reset_ascope() -> None:
     _pipeline.WRITER.captures = {}
     _c.STATE.scoped_captures = 0
     _c.STATE.recompute()
+    # Settings straight from their dataclass defaults, so fields added later reset too
+    # (and those configure() cannot set back, such as max_backlog=None).
     defaults = PipelineSettings()
-    limits = ValueLimits()
-    ascope.configure(
-        sinks=[], ring_size=defaults.ring_size, overflow=defaults.overflow,
-        high_water=defaults.high_water, drain_interval=defaults.drain_interval,
-        max_depth=limits.max_depth, max_length=limits.max_length,
-        max_string=limits.max_string, max_repr=limits.max_repr, max_items=limits.max_items,
-        redact=limits.redact,
-    )
+    changed = False
+    for setting in dataclasses.fields(PipelineSettings):
+        if getattr(_pipeline.SETTINGS, setting.name) != getattr(defaults, setting.name):
+            setattr(_pipeline.SETTINGS, setting.name, getattr(defaults, setting.name))
+            changed = True
+    if changed:
+        _pipeline.resize_rings()
+    if _values.SETTINGS.limits != ValueLimits():
+        _values.set_limits(ValueLimits())
+    ascope.configure(sinks=[])
     _pipeline.flush_blocking()
     _c.current.set(_c.ROOT)
 
