@@ -10,7 +10,8 @@ loses its value. A URL that cannot be parsed is recorded as a marker, never as i
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+import re
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from ascope._values import REDACTED, is_sensitive
 
@@ -30,22 +31,33 @@ def _sensitive_param(name: str) -> bool:
     return name.lower() in _URL_SENSITIVE or is_sensitive(name)
 
 
+def _redact_pairs(text: str) -> str:
+    """``name=value`` pairs (``&`` or ``;`` separated) with sensitive values replaced.
+
+    Pieces are kept as they were written (no decoding and re-encoding), only the names
+    are decoded to be checked.
+    """
+    pieces = re.split(r"([&;])", text)
+    for index in range(0, len(pieces), 2):
+        name, equals, _ = pieces[index].partition("=")
+        if equals and _sensitive_param(unquote_plus(name)):
+            pieces[index] = name + "=" + REDACTED
+    return "".join(pieces)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with userinfo and the values of sensitive query parameters redacted."""
+    """``url`` with userinfo and the values of sensitive query parameters redacted.
+
+    The fragment is treated like the query: OAuth's implicit flow puts tokens there.
+    """
     try:
         parts = urlsplit(url)
         netloc = parts.netloc
         if "@" in netloc:
             netloc = REDACTED + "@" + netloc.rpartition("@")[2]
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            if any(_sensitive_param(name) for name, _ in pairs):
-                query = "&".join(
-                    quote(name, safe="") + "=" + (REDACTED if _sensitive_param(name)
-                                                 else quote(value, safe=""))
-                    for name, value in pairs)
-        text = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        query = _redact_pairs(parts.query) if "=" in parts.query else parts.query
+        fragment = _redact_pairs(parts.fragment) if "=" in parts.fragment else parts.fragment
+        text = urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
     except Exception:  # a URL we cannot take apart could hide anything: record none of it
         return "[unparsable url]"
     return text if len(text) <= _MAX_URL else text[:_MAX_URL] + "..."

@@ -16,6 +16,8 @@ from typing import Any
 
 import ascope.integrations
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import ascope
 from ascope import runtime
@@ -25,12 +27,11 @@ httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
+from ascope.integrations._redact import redact_url  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
-
-pytestmark = pytest.mark.asyncio
 
 OTHER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -90,6 +91,7 @@ def span_id(traceparent: str) -> int:
     return int(traceparent.split("-")[2], 16)
 
 
+@pytest.mark.asyncio
 async def test_async_request_is_a_child_operation_that_passes_the_trace_on() -> None:
     """An AsyncClient request is an operation under the current one; the service receives
     a traceparent naming the trace and, as parent span, the request's correlation id;
@@ -119,6 +121,7 @@ async def test_async_request_is_a_child_operation_that_passes_the_trace_on() -> 
     assert runtime.current_correlation_id() is None
 
 
+@pytest.mark.asyncio
 async def test_request_inside_a_trace_keeps_its_trace_id() -> None:
     """Inside a trace (an incoming request's, here set by hand) the outgoing traceparent
     carries that trace id, not a new one."""
@@ -133,6 +136,7 @@ async def test_request_inside_a_trace_keeps_its_trace_id() -> None:
     assert received["traceparent"].split("-")[1] == "ab" * 16
 
 
+@pytest.mark.asyncio
 async def test_sync_client_in_a_worker_thread_is_correlated() -> None:
     """The sync Client, run through ``asyncio.to_thread`` (which copies the context), nests
     its requests under the operation that sent the work to the thread."""
@@ -153,6 +157,7 @@ async def test_sync_client_in_a_worker_thread_is_correlated() -> None:
     assert complete.data["status"] == 200
 
 
+@pytest.mark.asyncio
 async def test_connection_error_is_recorded_and_raised_unchanged() -> None:
     """A request that cannot connect raises httpx's own ConnectError; its operation ends
     with no status, the error type, and the message in an ``error`` event."""
@@ -170,6 +175,7 @@ async def test_connection_error_is_recorded_and_raised_unchanged() -> None:
     assert error.correlation_id == start.correlation_id and error.data["source"] == "http_client"
 
 
+@pytest.mark.asyncio
 async def test_a_traceparent_of_another_trace_is_left_alone() -> None:
     """A traceparent the caller set for a different trace (another tracer's) is sent as
     given, and recorded as what was sent."""
@@ -185,6 +191,7 @@ async def test_a_traceparent_of_another_trace_is_left_alone() -> None:
     assert start.data["traceparent"] == theirs
 
 
+@pytest.mark.asyncio
 async def test_nothing_is_added_while_capture_is_off() -> None:
     """With capture off the request goes out exactly as the caller built it."""
     with running(ECHO) as service:
@@ -198,6 +205,7 @@ def _middleware() -> Any:
     return asgi.AscopeMiddleware
 
 
+@pytest.mark.asyncio
 async def test_two_services_calling_each_other_share_one_trace() -> None:
     """Client -> service A -> service B, both behind AscopeMiddleware: every request and
     client operation carries the client's trace id, and each service's request names the
@@ -241,3 +249,34 @@ async def test_two_services_calling_each_other_share_one_trace() -> None:
     assert ancestor == request_a.correlation_id
     assert inner.data["url"] == f"{service_b.url}/echo?api_key=[redacted]"
     assert response.json()["b"]["traceparent"] == inner.data["traceparent"]
+
+
+@pytest.mark.parametrize(("url", "recorded"), [
+    ("http://h/p?a=1", "http://h/p?a=1"),
+    ("https://u:pw@h:8/x?password=1&a=b#f", "https://[redacted]@h:8/x?password=[redacted]&a=b#f"),
+    ("http://ghp_token@h/", "http://[redacted]@h/"),
+    ("http://[::1]:80/?Token=x&page=2", "http://[::1]:80/?Token=[redacted]&page=2"),
+    ("http://h/?a&sig=zz&a=2", "http://h/?a&sig=[redacted]&a=2"),
+    ("http://h/?q=caf%C3%A9&key=k", "http://h/?q=caf%C3%A9&key=[redacted]"),
+    ("http://h/?api%5Fkey=1", "http://h/?api%5Fkey=[redacted]"),
+    ("http://h/?a=1;session=x", "http://h/?a=1;session=[redacted]"),
+    ("http://h/cb#access_token=abc&state=1", "http://h/cb#access_token=[redacted]&state=1"),
+    ("http://h/?X-Amz-Signature=abc", "http://h/?X-Amz-Signature=[redacted]"),
+    ("http://[::1/", "[unparsable url]"),
+])
+def test_recorded_urls_lose_credentials_and_secret_parameters(url: str, recorded: str) -> None:
+    """Userinfo and the values of sensitive query (and fragment) parameters are replaced;
+    everything else is kept exactly as written."""
+    assert redact_url(url) == recorded
+
+
+@given(secret=st.text("abcdefghijklmnopqrstuvwxyz0123456789-._~", min_size=1, max_size=20),
+       name=st.sampled_from(["token", "password", "api_key", "sig", "access_token"]),
+       user=st.booleans())
+def test_a_secret_never_survives_redaction(secret: str, name: str, user: bool) -> None:
+    """Whatever the secret, put in the userinfo or under a sensitive parameter name, it is
+    not in the recorded URL."""
+    marked = f"SECRET{secret}"
+    userinfo = f"{marked}@" if user else f"me:{marked}@"
+    url = f"https://{userinfo}example.com/path?page=1&{name}={marked}#{name}={marked}"
+    assert marked not in redact_url(url)
