@@ -68,7 +68,8 @@ def _parameters(context: Any, parameters: Any, executemany: bool) -> Any:
     Names read better than the driver's positions (asyncpg's ``$1``, sqlite's ``?``) and
     let the value capture redact a parameter called ``password`` or ``token``.
     """
-    named = getattr(context, "compiled_parameters", None) if context.compiled else None
+    compiled = getattr(context, "compiled", None)
+    named = getattr(context, "compiled_parameters", None) if compiled is not None else None
     if type(named) is list and named:
         return named if executemany else named[0]
     return parameters
