@@ -15,7 +15,7 @@ from typing import Any
 from ascope import runtime
 from ascope._context import STATE
 from ascope._report import _start, _text
-from ascope._values import capture_args
+from ascope._values import SETTINGS, capture, capture_args
 
 __all__ = ["close_outer", "complete", "driver_may_report", "open_outer", "rows_from_status",
            "start"]
@@ -36,17 +36,29 @@ def start(statement: Any, params: Any, database: Any, metadata: Any) -> int | No
 
     ``report_query_start`` with two costs taken off the per-query path: ``metadata`` is
     one of the integration's own constant dicts (never mutated, so it needs no snapshot),
-    and parameters go through the argument capture, which keeps a tuple of scalars as it
-    is and redacts a dict by key.
+    and a short tuple or dict of parameters goes through the argument capture, which
+    keeps a tuple of scalars as it is and redacts a dict by key.
     """
     if not STATE.on:
         return None
     try:
-        return _start("query_start", (_text(statement), capture_args(params), _text(database),
+        return _start("query_start", (_text(statement), _parameters(params), _text(database),
                                       metadata))
     except Exception:
         STATE.internal_errors += 1
         return None
+
+
+def _parameters(params: Any) -> Any:
+    # Short tuples and dicts take the argument capture's fast path; anything else (an
+    # executemany's thousands of rows, a 10,000-item IN list) the bounded snapshot, which
+    # keeps the first items and counts the rest.
+    kind = type(params)
+    if params is None:
+        return None
+    if (kind is tuple or kind is dict) and len(params) <= SETTINGS.limits.max_length:
+        return capture_args(params)
+    return capture(params)
 
 
 def open_outer(correlation_id: int | None) -> None:

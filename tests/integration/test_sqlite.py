@@ -68,6 +68,25 @@ async def test_sqlite3_statements_nest_under_the_operation(tmp_path: Path) -> No
 
 
 @pytest.mark.asyncio
+async def test_parameters_are_bounded(tmp_path: Path) -> None:
+    """An ``executemany`` of thousands of rows, or a long IN list, records the first rows
+    and how many were left out — never a copy of everything."""
+    connection = sqlite3.connect(str(tmp_path / "big.db"))
+    connection.execute("CREATE TABLE t (n INTEGER)")
+    many = [(n,) for n in range(5000)]
+    async with capture() as captured:
+        connection.executemany("INSERT INTO t VALUES (?)", many)
+        connection.execute(f"SELECT n FROM t WHERE n IN ({', '.join('?' * 900)})",
+                           tuple(range(900)))
+    connection.close()
+    insert, select = starts(captured.events)
+    assert insert.data["params"][:2] == [[0], [1]]
+    assert insert.data["params"][-1] == {"$truncated": 5000 - 32}
+    assert select.data["params"][-1] == {"$truncated": 900 - 32}
+    assert completion(captured.events, insert).data["rows"] == 5000
+
+
+@pytest.mark.asyncio
 async def test_a_factory_of_the_callers_own_is_kept(tmp_path: Path) -> None:
     """A connection ``factory=`` (and a cursor factory) given by the caller still decides
     the class: ascope subclasses it, so ``isinstance`` and its methods hold."""
