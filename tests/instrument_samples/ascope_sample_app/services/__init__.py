@@ -1,0 +1,2 @@
+def package_level() -> str:
+    return "services"
