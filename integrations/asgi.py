@@ -25,6 +25,7 @@ import asyncio
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -104,10 +105,20 @@ def _child_frame(parent: _c.Frame, parent_id: Any, now: int) -> _c.Frame:
 
 
 def _error_payload(error: BaseException, source: str) -> tuple[Any, ...]:
-    from ascope import runtime
-
-    type_name, message = runtime._error_fields(error)
-    return (type_name, message, runtime._traceback_of(error, None), source)
+    """(type, message, traceback, source) of an exception, bounded like runtime's."""
+    try:
+        message: Any = str(error)
+    except Exception:
+        message = _values.guarded_repr(error)
+    limit = _values.SETTINGS.max_string
+    if len(message) > limit:
+        message = message[:limit] + "..."
+    try:
+        frames = [[f.filename, f.lineno, f.name]
+                  for f in traceback.extract_tb(error.__traceback__, limit=32)]
+    except Exception:
+        frames = None
+    return (type(error).__qualname__, message, frames, source)
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})  # floats need normalizing (nan)
@@ -221,7 +232,9 @@ class _Request:
         trace_id = None
         self.started = False
         self.done = False
-        self.in_endpoint = False
+        # True while a route handler runs, and from the start when endpoints are not
+        # recorded by this middleware (the route wrappers then pass through).
+        self.in_endpoint = not middleware.endpoints
         self.endpoint_frame: _c.Frame | None = None  # the open endpoint operation
         self.endpoint_action: str | None = None
         self.disconnected = False
@@ -657,6 +670,7 @@ class AscopeMiddleware:
         self.app = app
         self.headers = _HeaderSelection(headers, sensitive_headers)
         self.websockets = websockets
+        self.endpoints = endpoints
         if endpoints:
             _wrap_route_handlers()
         if live and "pyview" in sys.modules:

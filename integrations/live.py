@@ -40,8 +40,8 @@ def wrap_pyview() -> bool:
     if _originals:
         return True
     try:
-        import pyview.pyview
-        import pyview.ws_handler  # noqa: F401
+        import pyview.pyview  # type: ignore[import-untyped]
+        import pyview.ws_handler  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return False
     for module_name in _MODULES:

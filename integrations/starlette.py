@@ -56,10 +56,11 @@ def _route_classes() -> list[type]:
     except ImportError:
         pass
     # Subclasses that override handle themselves (the base wrapper would not see them).
-    seen = set(classes)
-    stack = list(classes)
+    seen: set[type] = set(classes)
+    stack: list[type] = list(classes)
     while stack:
-        for sub in stack.pop().__subclasses__():
+        subclasses: list[type] = stack.pop().__subclasses__()
+        for sub in subclasses:
             if sub not in seen:
                 seen.add(sub)
                 stack.append(sub)

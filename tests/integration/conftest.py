@@ -106,7 +106,7 @@ def _bound_socket() -> socket.socket:
 
 @contextlib.contextmanager
 def serve(app: ASGIApp, *, loop: str = "asyncio", ws: str = "auto",
-          timeout: float = 15.0) -> Iterator[RunningServer]:
+          timeout: float = 60.0) -> Iterator[RunningServer]:
     """Run ``app`` under uvicorn on 127.0.0.1 for the block."""
     sock = _bound_socket()
     port = int(sock.getsockname()[1])

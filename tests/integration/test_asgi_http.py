@@ -509,3 +509,55 @@ def test_lifespan_and_unknown_scope_types_pass_through_untouched() -> None:
         asyncio.run(drive())
     asyncio.run(drive())
     assert [e.kind for e in captured.events if e.kind.startswith(("http", "channel"))] == []
+
+
+def test_endpoints_option_false_records_no_endpoint_but_keeps_the_route() -> None:
+    """``endpoints=False``: no endpoint events (even though another middleware wrapped the
+    route classes), and the request still names its route (read from the scope)."""
+    app = Starlette(routes=[Route("/items/{item_id:int}", item)])
+    app.add_middleware(AscopeMiddleware, enable=False, endpoints=False)
+    with serve(app) as running, ascope.testing.capture() as captured:
+        assert httpx.get(running.url("/items/12")).status_code == 200
+        running.settle()
+    start, tree = request_tree(captured.events, "/items/12")
+    assert start.data["route"] == "/items/{item_id}"
+    assert "endpoint_entry" not in kinds(tree)
+    assert one(tree, "function_entry").parent_id == start.correlation_id
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (f"00-{TRACE_ID}-{PARENT_SPAN}-01", (TRACE_ID, PARENT_SPAN, "01")),
+    (f"00-{TRACE_ID.upper()}-{PARENT_SPAN}-00", (TRACE_ID, PARENT_SPAN, "00")),
+    (f"  00-{TRACE_ID}-{PARENT_SPAN}-01 ", (TRACE_ID, PARENT_SPAN, "01")),
+    (f"01-{TRACE_ID}-{PARENT_SPAN}-01-future", (TRACE_ID, PARENT_SPAN, "01")),
+    (f"00-{TRACE_ID}-{PARENT_SPAN}-01-extra", None),
+    (f"ff-{TRACE_ID}-{PARENT_SPAN}-01", None),
+    (f"00-{'0' * 32}-{PARENT_SPAN}-01", None),
+    (f"00-{TRACE_ID}-{'0' * 16}-01", None),
+    (f"00-{TRACE_ID[:-1]}-{PARENT_SPAN}-01", None),
+    (f"00-{TRACE_ID[:-1]}g-{PARENT_SPAN}-01", None),
+    (f"00-{TRACE_ID}-{PARENT_SPAN}", None),
+    ("", None),
+    (b"\xff\xfe", None),
+])
+def test_traceparent_parsing_follows_w3c(header: str | bytes, expected: Any) -> None:
+    """Valid headers give (trace id, parent span id, flags) in lowercase; malformed ones,
+    the reserved version ff, all-zero ids and extra fields on version 00 give None."""
+    from ascope.integrations import _traceparent
+
+    parsed = _traceparent.parse(header)
+    assert (None if parsed is None else tuple(parsed)) == expected
+
+
+def test_new_trace_ids_are_w3c_shaped_and_distinct() -> None:
+    """Fresh trace and span ids are lowercase hex of the W3C lengths, never repeated."""
+    from ascope.integrations import _traceparent
+
+    traces = {_traceparent.new_trace_id() for _ in range(1000)}
+    assert len(traces) == 1000
+    for trace in traces:
+        assert len(trace) == 32 and trace == trace.lower() and int(trace, 16) != 0
+    span = _traceparent.new_span_id()
+    assert len(span) == 16
+    header = _traceparent.format(TRACE_ID, span)
+    assert _traceparent.parse(header) == (TRACE_ID, span, "01")
