@@ -255,7 +255,7 @@ class _Request:
         self.frame = _root_frame(parent, trace_id or _traceparent.new_trace_id(), now)
         query = scope.get("query_string")
         # Captured now (the scope may change as it travels down); emitted in emit_start.
-        self.start_payload = (scope.get("method"), scope.get("path"),
+        self.start_payload = (scope.get("method"), _capture(scope.get("path")),
                               _query_params(query) if query else None, scope.get("client"),
                               selected)
 
@@ -436,7 +436,7 @@ class _Channel:
         self.scope_root_path = scope.get("root_path", "")
         self._receive = receive
         self._send = send
-        self.path = scope.get("path")
+        self.path = _capture(scope.get("path"))
         self.joined = False
         self.accepted = False
         self.settled = False  # the join was accepted or rejected

@@ -561,3 +561,17 @@ def test_new_trace_ids_are_w3c_shaped_and_distinct() -> None:
     assert len(span) == 16
     header = _traceparent.format(TRACE_ID, span)
     assert _traceparent.parse(header) == (TRACE_ID, span, "01")
+
+
+def test_long_path_and_header_values_are_bounded(server: Any) -> None:
+    """A 5,000-character path and user-agent are recorded cut to the configured bound."""
+    ascope.configure(max_string=64)
+    long_name = "n" * 5000
+    with ascope.testing.capture() as captured:
+        assert httpx.get(server.url(f"/api/v1/users/{long_name}"),
+                         headers={"user-agent": "u" * 5000}).status_code == 200
+        server.settle()
+    start = one(captured.events, "http_request_start")
+    assert len(repr(start.data)) < 2000
+    assert start.data["path"]["$len"] == len(f"/api/v1/users/{long_name}")
+    assert start.data["headers"]["user-agent"] == "u" * 64 + "..."
