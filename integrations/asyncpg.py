@@ -18,6 +18,7 @@ recorded too. Cursors (``Connection.cursor``) are not recorded.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -109,19 +110,17 @@ def _wrapper(patches: Patches, original: Any, call: str, describe: Describe, cou
              connection_of: Callable[[Any], Any]) -> Any:
     metadata = {"system": "postgresql", "driver": "asyncpg", "call": call}
 
-    @functools.wraps(original)
-    async def run_query(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not (patches.active and driver_may_report()):
-            return await original(self, *args, **kwargs)
+    async def observe(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      awaitable: Any) -> Any:
         try:
             statement, params = describe(self, args, kwargs)
             cid = start(statement, params, _database(connection_of(self)), metadata)
         except Exception:  # odd arguments: the driver will say what is wrong with them
             cid = None
         if cid is None:
-            return await original(self, *args, **kwargs)
+            return await awaitable
         try:
-            result = await original(self, *args, **kwargs)
+            result = await awaitable
         except BaseException as error:  # cancellation too: the query did end
             complete(cid, statement, None, error)
             raise
@@ -132,7 +131,26 @@ def _wrapper(patches: Patches, original: Any, call: str, describe: Describe, cou
         complete(cid, statement, rows)
         return result
 
-    return run_query
+    if inspect.iscoroutinefunction(original):
+        @functools.wraps(original)
+        async def run_query(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not (patches.active and driver_may_report()):
+                return await original(self, *args, **kwargs)
+            return await observe(self, args, kwargs, original(self, *args, **kwargs))
+
+        return run_query
+
+    # PreparedStatement's methods are plain functions that check the connection at once
+    # (raising before any await) and return a coroutine: so is the wrapper, and the query
+    # opens when that coroutine runs.
+    @functools.wraps(original)
+    def run_prepared(self: Any, *args: Any, **kwargs: Any) -> Any:
+        awaitable = original(self, *args, **kwargs)
+        if not (patches.active and driver_may_report()):
+            return awaitable
+        return observe(self, args, kwargs, awaitable)
+
+    return run_prepared
 
 
 _patches: Patches | None = None

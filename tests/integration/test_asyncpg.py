@@ -241,3 +241,24 @@ def test_pool_queries_are_correlated_on_every_loop_kind(
             assert query.data["params"] == [number]
 
     run(scenario())
+
+
+@pytest.mark.asyncio
+async def test_wrapped_methods_keep_their_shape(connection: Any) -> None:
+    """Wrapped methods keep name, signature and kind: coroutine functions stay coroutine
+    functions, and a prepared statement's guard still raises at call time, before any
+    await, as without ascope."""
+    import inspect
+
+    for name in ("fetch", "execute", "copy_to_table"):
+        method = getattr(asyncpg.connection.Connection, name)
+        original = method.__ascope_original__
+        assert method.__name__ == name
+        assert inspect.signature(method) == inspect.signature(original)
+        assert inspect.iscoroutinefunction(method)
+    fetch = asyncpg.prepared_stmt.PreparedStatement.fetch
+    assert not inspect.iscoroutinefunction(fetch)
+    statement = await connection.prepare("SELECT 1")
+    await connection.close()
+    with pytest.raises(asyncpg.InterfaceError):
+        statement.fetch()  # raises here, not when awaited
