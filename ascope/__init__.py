@@ -10,6 +10,8 @@ See README.md and docs/ for the whole story; ``ascope.runtime`` holds the report
 from __future__ import annotations
 
 from . import runtime as runtime
+from . import store as store
+from . import testing as testing
 from ._config import configure as configure
 from ._config import configure_from_environment as _configure_from_environment
 from ._events import Event as Event
@@ -61,6 +63,8 @@ __all__ = [
     "runtime",
     "shutdown",
     "stats",
+    "store",
+    "testing",
     "uninstall_task_factory",
 ]
 

@@ -19,6 +19,7 @@ import concurrent.futures
 import contextvars
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -57,6 +58,9 @@ _thread_ring = Ring(None, SETTINGS.ring_size, SETTINGS.overflow, SETTINGS.high_w
                     "threads")
 _retired = [0, 0, 0]  # drained, dropped, sink_errors of rings whose loops have closed
 _registry_lock = threading.Lock()
+
+# Seconds the end of a loop waits for the writer to write what that loop emitted.
+SHUTDOWN_WAIT = 10.0
 
 # A scope that discards its events (used by measure_overhead to time real calls).
 DISCARD_SCOPE = ("discard",)
@@ -184,9 +188,19 @@ async def _drain_forever(ring: Ring) -> None:
                 timer.cancel()
                 ring.waker = None
             hand_off(ring)
-    finally:  # cancelled when the loop shuts down (end of asyncio.run): keep what is pending
+    finally:
+        # Cancelled when the loop shuts down (the end of asyncio.run): hand off what is
+        # pending and wait for the writer, so that when asyncio.run returns the events are
+        # in the sinks. The loop is ending; a bounded wait here delays nobody's work.
         ring.drainer = None
         hand_off(ring)
+        if loop.is_running() and WRITER.running():  # not when closed at interpreter exit
+            try:
+                WRITER.barrier().result(SHUTDOWN_WAIT)
+            except concurrent.futures.TimeoutError:
+                logger.warning("ascope: the writer did not finish within %ss at loop "
+                               "shutdown; the rest is written in the background",
+                               SHUTDOWN_WAIT)
 
 
 def _wake(waker: asyncio.Future[None]) -> None:
@@ -249,8 +263,13 @@ class Writer:
 
     # called from any thread --------------------------------------------------------------
 
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
     def ensure_started(self) -> None:
-        if self.thread is None:
+        # No new thread while the interpreter finalizes: it would never start, and
+        # shutdown() has already written what was queued.
+        if self.thread is None and not sys.is_finalizing():
             with self._start_lock:
                 if self.thread is None:
                     thread = threading.Thread(target=self._run, name="ascope-writer",
@@ -320,7 +339,7 @@ class Writer:
                 if ring.buffer:
                     self.deliver(ring, ring.take())
                 retire(loop)
-            elif ring.drainer is None and loop.is_running():
+            elif ring.drainer is None and ring.buffer and loop.is_running():
                 try:
                     loop.call_soon_threadsafe(start_drainer, ring)
                 except RuntimeError:  # closed in the meantime

@@ -34,6 +34,8 @@ ASCOPE_ALL = [
     "runtime",
     "shutdown",
     "stats",
+    "store",
+    "testing",
     "uninstall_task_factory",
 ]
 
