@@ -143,3 +143,22 @@ def test_importing_ascope_imports_no_integrated_library() -> None:
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=60).stdout
     assert output.strip() == "[]"
+
+
+def test_an_integration_that_cannot_install(monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """One that fails to install (its library's internals moved) raises
+    ConfigurationError when named, and is logged and skipped by ``enable()`` — the others
+    are enabled and the service starts."""
+    import ascope.integrations.httpx as integration
+
+    def broken() -> None:
+        raise AttributeError("HTTPTransport has no attribute handle_request")
+
+    monkeypatch.setattr(integration, "install", broken)
+    with pytest.raises(ascope.ConfigurationError, match="'httpx' could not be enabled"):
+        integrations.enable("httpx")
+    assert integrations.enabled() == frozenset()
+    with caplog.at_level("WARNING", logger="ascope"):
+        assert integrations.enable() == frozenset({"asyncpg", "sqlalchemy", "sqlite"})
+    assert "integration 'httpx' could not be enabled" in caplog.text
