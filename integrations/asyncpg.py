@@ -12,7 +12,8 @@ Recorded per query: the statement, its positional arguments (bounded), the datab
 rows returned, when there is one), the duration, and the error (type in the completion,
 message in an ``error`` event inside the query). Transaction statements (``BEGIN``,
 ``COMMIT``...) and the reset query a pool runs on release are real round trips and are
-recorded too. Cursors (``Connection.cursor``) are not recorded.
+recorded too. A cursor (``Connection.cursor``) records one query per round trip: opening
+it (``cursor.open``) and each batch it fetches (``cursor.fetch``, rows in the batch).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asyncpg import connection as _connection  # type: ignore[import-untyped]
+from asyncpg import cursor as _cursor
 from asyncpg import prepared_stmt as _prepared
 
 from ._patch import Patches
@@ -67,6 +69,15 @@ def _prepared_many(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     return self.get_query(), many if isinstance(many, (list, tuple)) else None
 
 
+def _cursor_with_args(self: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    return getattr(self, "_query", None), getattr(self, "_args", None) or None
+
+
+def _cursor_only(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    return getattr(self, "_query", None), None
+
+
 def _count_list(result: Any) -> Any:
     return len(result) if isinstance(result, list) else None
 
@@ -99,6 +110,17 @@ _PREPARED_METHODS: dict[str, tuple[Describe, Count]] = {
     "fetchmany": (_prepared_many, _count_list),
     "executemany": (_prepared_many, _count_none),
 }
+
+
+# A cursor's round trips: open the portal (with the arguments), or open it and fetch the
+# first batch, then one fetch per batch. These are asyncpg's private methods: on a version
+# without them, cursors are simply not recorded.
+_CURSOR_METHODS: dict[str, tuple[Describe, Count]] = {
+    "_bind": (_cursor_with_args, _count_none),
+    "_bind_exec": (_cursor_with_args, _count_list),
+    "_exec": (_cursor_only, _count_list),
+}
+_CURSOR_CALLS = {"_bind": "cursor.open", "_bind_exec": "cursor.fetch", "_exec": "cursor.fetch"}
 
 
 def _database(connection: Any) -> Any:
@@ -169,6 +191,13 @@ def install() -> None:
         if hasattr(_prepared.PreparedStatement, name):
             patches.wrap(_prepared.PreparedStatement, name,
                          functools.partial(_make, patches, f"prepared.{name}", describe, count,
+                                           _owning_connection))
+    base_cursor = getattr(_cursor, "BaseCursor", None)
+    for name, (describe, count) in _CURSOR_METHODS.items():
+        if base_cursor is not None and inspect.iscoroutinefunction(
+                base_cursor.__dict__.get(name)):
+            patches.wrap(base_cursor, name,
+                         functools.partial(_make, patches, _CURSOR_CALLS[name], describe, count,
                                            _owning_connection))
     patches.active = True
     _patches = patches

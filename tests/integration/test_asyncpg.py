@@ -161,6 +161,26 @@ async def test_prepared_statements_and_copy_are_recorded(connection: Any, table:
 
 
 @pytest.mark.asyncio
+async def test_cursor_round_trips_are_recorded(connection: Any) -> None:
+    """Iterating a cursor records one query per batch it fetches, and a scrollable
+    cursor one for opening it and one per ``fetch``; each carries the cursor's query."""
+    query = "SELECT n FROM generate_series(1, $1) AS n"
+    async with capture() as captured:
+        async with connection.transaction():
+            seen = [row["n"] async for row in connection.cursor(query, 5, prefetch=2)]
+            cursor = await connection.cursor(query, 3)
+            first = await cursor.fetch(2)
+    assert seen == [1, 2, 3, 4, 5] and [row["n"] for row in first] == [1, 2]
+    mine = [e for e in queries(captured.events) if e.data["statement"] == query]
+    calls = [e.data["metadata"]["call"] for e in mine]
+    assert calls == ["cursor.fetch"] * 3 + ["cursor.open", "cursor.fetch"]
+    assert mine[0].data["params"] == [5] and mine[3].data["params"] == [3]
+    rows = [by_id(captured.events, e.correlation_id)["query_complete"].data["rows"]
+            for e in mine]
+    assert rows == [2, 2, 1, None, 2]
+
+
+@pytest.mark.asyncio
 async def test_cancelled_query_is_closed_and_the_cancellation_propagates(
         connection: Any) -> None:
     """Cancelling a task mid-query ends the query operation (error CancelledError) and the
