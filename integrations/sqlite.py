@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import sqlite3.dbapi2
+import sys
 from typing import Any
 
 from ascope._context import STATE
@@ -152,6 +153,19 @@ def _connection_class(factory: Any) -> Any:
     return known
 
 
+def _called_by_ascope() -> bool:
+    """Whether ascope itself (its SQLite sink, its store) is opening the connection.
+
+    Those are never recorded: the sink writes every batch of events, and its queries
+    would show up in the traces, or feed themselves. One frame lookup, per connect only.
+    """
+    try:
+        caller = sys._getframe(2).f_globals.get("__name__", "")
+    except ValueError:
+        return False
+    return type(caller) is str and (caller == "ascope" or caller.startswith("ascope."))
+
+
 # sqlite3.connect's positional parameters after ``database``; ``factory`` is the fifth.
 _FACTORY_POSITION = 4
 
@@ -159,7 +173,7 @@ _FACTORY_POSITION = 4
 def _make_connect(patches: Patches, original: Any) -> Any:
     @functools.wraps(original)
     def connect(database: Any, *args: Any, **kwargs: Any) -> Any:
-        if not patches.active:
+        if not patches.active or _called_by_ascope():
             return original(database, *args, **kwargs)
         if len(args) > _FACTORY_POSITION:
             factory = _connection_class(args[_FACTORY_POSITION])

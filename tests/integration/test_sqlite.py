@@ -223,3 +223,20 @@ def test_aiosqlite_is_correlated_on_every_loop_kind(
             assert query.data["params"] == [number]
 
     run(scenario())
+
+
+@pytest.mark.asyncio
+async def test_ascopes_own_store_is_not_recorded(tmp_path: Path) -> None:
+    """The SQLite sink's and the store's connections are opened by ascope itself: they are
+    left alone, so ascope's own writes never appear in (or feed) the traces."""
+    from ascope.sinks import _sqlite as sink
+
+    async with capture() as captured:
+        connection = sink.connect(str(tmp_path / "store.db"))
+        connection.execute("SELECT count(*) FROM events")
+        mine = sqlite3.connect(str(tmp_path / "app.db"))
+        mine.execute("SELECT 1")
+    connection.close()
+    mine.close()
+    assert type(connection) is sqlite3.Connection
+    assert [e.data["statement"] for e in starts(captured.events)] == ["SELECT 1"]
