@@ -186,6 +186,7 @@ def make_helpers(loop_head: int, loop_tail: int, node_map: list[dict[str, Any]],
 
     return {
         "S": _STATE, "L": _rt.report_line_execution, "B": _branch, "V": _snapshot,
+        "E": _expression,
         "I": _iteration, "need_map": need_map, "map": emit_map, "bounds": bounds,
         "keep": keep, "end": end, "X": passthrough, "W": walrus, "T": arm_true,
         "F": arm_false, "M": cases, "cb": comp_begin, "ct": comp_tick, "ce": comp_end,

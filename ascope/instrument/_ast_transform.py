@@ -249,11 +249,18 @@ class Instrumenter:
         return [node, *self._snapshot(ctx, node, bound_names(node.target))]
 
     def _Return(self, node: ast.Return, ctx: _Ctx) -> list[ast.stmt]:
-        if node.value is not None:
-            source = self.table.source_of(node.value)
-            node.value = _call("X", ctx.rec(), self._ref(node, ctx), _const(node.lineno),
-                               _const(source), self.expr(node.value, ctx))
-        return [node]
+        if node.value is None:
+            return [node]
+        # `return v` -> `tmp = v; if rec: report(tmp); return tmp`: the value is computed
+        # once, where it was, and no helper call is paid when nothing is recorded.
+        source = self.table.source_of(node.value)
+        temporary = f"{PREFIX}ret{self._next()}"
+        compute = _assign(temporary, self.expr(node.value, ctx))
+        report = self._guard(ctx, node, _call(
+            "E", _const(None), _const(source), _load(temporary), _const(node.lineno),
+            _const("ast"), self._ref(node, ctx)))
+        node.value = _load(temporary)
+        return [*_located([compute], node), report, node]
 
     def _ClassDef(self, node: ast.ClassDef, ctx: _Ctx) -> list[ast.stmt]:
         return [node]  # a nested class body is not instrumented (docs/ast.md, limits)
