@@ -8,8 +8,9 @@ plain function measured alongside):
    ``tracer.start_as_current_span`` (SDK, BatchSpanProcessor, an exporter that drops);
 2. AST instrumentation: ``@ascope.instrument(ast=True)`` on a small realistic function
    (``order_total`` below: a loop over 5 order lines with a dict lookup each, two ifs,
-   assignments, a call: about 1-2 us of plain Python), capture off and on, plus the rewritten copy called directly with capture off
-   (the cost of its injected guards alone: the decorator does not run it while off).
+   assignments, a call: about 1-2 us of plain Python), capture off and on, plus the
+   rewritten copy called directly with capture off (the cost of its injected guards
+   alone: the decorator does not run it while off).
 
 Targets: an AST-instrumented function with capture off <= 1.3x the plain function.
 "Capture on" runs in a scope whose events the writer discards (as
@@ -30,13 +31,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import interleaved, print_table  # noqa: E402
+from _common import interleaved, print_table
 
-import ascope  # noqa: E402
-from ascope import _pipeline  # noqa: E402
-from ascope._switch import enter_measure_scope  # noqa: E402
-from ascope.instrument._ast_rewrite import rewrite_function  # noqa: E402
-from ascope.testing import capture  # noqa: E402
+import ascope
+from ascope import _pipeline
+from ascope._switch import enter_measure_scope
+from ascope.instrument._ast_rewrite import rewrite_function
+from ascope.testing import capture
 
 EVENTS_PER_CALL = 0
 
