@@ -269,3 +269,20 @@ def test_environment_variable_installs_the_hook() -> None:
                                                 "ASCOPE_INSTRUMENT_AST": "1"})
     assert handle is not None and handle.options.ast is True
     assert _hook.instrument_from_environment({"ASCOPE_INSTRUMENT": " , "}) is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ascope.instrument._ast_rewrite") is None,
+                    reason="the AST rewriter is not in this checkout yet")
+def test_ast_true_through_the_hook() -> None:
+    """instrument_packages(..., ast=True) gives every function of the module the AST
+    instrumentation: line events inside the call, file line numbers unchanged."""
+    instrument_packages([APP], ast=True)
+    views = importlib.import_module(f"{APP}.views")
+    with capture() as captured:
+        assert views.with_helper(1) == 2
+    entry = captured.events[0]
+    assert entry.data["function"] == "with_helper"
+    lines = [e.data["line"] for e in captured.events
+             if e.kind == "line_execution" and e.correlation_id == entry.correlation_id]
+    source = (SAMPLES / APP / "views.py").read_text().splitlines()
+    assert "return helper(x)" in {source[line - 1].strip() for line in lines}

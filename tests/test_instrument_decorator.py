@@ -685,3 +685,44 @@ def test_ast_true_reports_calls_and_lines_inside() -> None:
     assert inner, "the rewritten body reported nothing"
     assert {e.correlation_id for e in inner} == {entry.correlation_id}
     assert "line_execution" in {e.kind for e in inner}
+
+
+@pytest.mark.skipif(not HAS_AST, reason="the AST rewriter is not in this checkout yet")
+def test_ast_true_on_generators_and_coroutines(run: Run) -> None:
+    """ast=True keeps the generator and coroutine wrappers: the rewritten body's events
+    fall inside the segments of the call they belong to."""
+    @ascope.instrument(ast=True)
+    def doubles(n: int) -> Iterator[int]:
+        for i in range(n):
+            yield i * 2
+
+    @ascope.instrument(ast=True)
+    async def squares(n: int) -> list[int]:
+        await asyncio.sleep(0)
+        return [i * i for i in range(n)]
+
+    async def main() -> tuple[list[int], list[int], list[ascope.Event]]:
+        async with capture() as captured:
+            got = list(doubles(2))
+            squared = await squares(3)
+        return got, squared, captured.events
+
+    got, squared, events = run(main())
+    assert (got, squared) == ([0, 2], [0, 1, 4])
+    generator_id = events[0].correlation_id
+    generator_events = [e for e in events if e.correlation_id == generator_id]
+    assert [c for c in calls(generator_events)] == [
+        ("entry", "test_ast_true_on_generators_and_coroutines.<locals>.doubles", {"n": 2}),
+        ("exit", "yield", 0),
+        ("entry", "test_ast_true_on_generators_and_coroutines.<locals>.doubles",
+         {"$resume": 1}),
+        ("exit", "yield", 2),
+        ("entry", "test_ast_true_on_generators_and_coroutines.<locals>.doubles",
+         {"$resume": 2}),
+        ("exit", "return", None),
+    ]
+    assert "loop_iteration" in {e.kind for e in generator_events}
+    squares_entry = next(e for e in events if e.kind == "function_entry"
+                         and e.data["function"].endswith("squares"))
+    inner = {e.kind for e in events if e.correlation_id == squares_entry.correlation_id}
+    assert {"line_execution", "function_exit"} <= inner

@@ -351,7 +351,8 @@ def callable_kind(function: Any) -> str:
 
 def rewritten(function: Any, options: InstrumentOptions) -> Any:
     """The AST-instrumented copy of ``function``, or ``function`` itself (with a warning)."""
-    reason = "its source is not available (REPL, exec, lambda, builtin)"
+    reason = ("its source is not available (REPL, exec, lambda, builtin) or is not the "
+              "function's own (a wrapper made by another decorator)")
     try:
         # Imported by name on first use: the rewriter is heavy and most programs never ask.
         rewrite_function = importlib.import_module(
