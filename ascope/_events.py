@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from . import _context as _c
-from ._values import NEEDS_NORMALIZING, normalize
+from . import _values
+from ._values import PLAIN, normalize
 
 
 class Node(NamedTuple):
@@ -155,7 +156,7 @@ def build_event(raw: tuple[Any, ...], wall_offset_ns: int, node: Node) -> Event:
         data: Mapping[str, Any] = (normalize(payload) if isinstance(payload, dict)
                                    else {"value": normalize(payload)})
     else:
-        values = [normalize(value) if type(value) in NEEDS_NORMALIZING else value
+        values = [value if type(value) in PLAIN and type(value) is not str else normalize(value)
                   for value in payload]
         data = dict(zip(fields, values, strict=False))
     return _new_event(Event, (kind, ts_ns, ts_ns + wall_offset_ns, correlation_id, parent_id,
@@ -163,6 +164,7 @@ def build_event(raw: tuple[Any, ...], wall_offset_ns: int, node: Node) -> Event:
 
 
 _new_event = tuple.__new__
+_MIN, _MAX = -(2**63), 2**63 - 1
 
 
 def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
@@ -173,7 +175,8 @@ def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
     (and counted), so the batch keeps its length and order.
     """
     schema_get = SCHEMA.get
-    needs = NEEDS_NORMALIZING
+    plain = PLAIN
+    max_string = _values.SETTINGS.max_string
     new = _new_event
     events: list[Event] = []
     append = events.append
@@ -185,8 +188,18 @@ def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
                 data: Mapping[str, Any] = (normalize(payload) if isinstance(payload, dict)
                                            else {"value": normalize(payload)})
             else:
-                data = dict(zip(fields, [normalize(value) if type(value) in needs else value
-                                         for value in payload], strict=False))
+                data = dict(zip(fields, [
+                    value if (type(value) is str and len(value) <= max_string)
+                    or (type(value) in plain and type(value) is not str) else normalize(value)
+                    for value in payload], strict=False))
+            if correlation_id is not None and not (type(correlation_id) is int
+                                                   and _MIN <= correlation_id <= _MAX):
+                correlation_id = normalize(correlation_id)  # a correlation id given by hand
+            if parent_id is not None and not (type(parent_id) is int
+                                              and _MIN <= parent_id <= _MAX):
+                parent_id = normalize(parent_id)
+            if trace_id is not None and not (type(trace_id) is str and len(trace_id) <= 64):
+                trace_id = _values.guarded_repr(trace_id, 64)
             append(new(Event, (kind, ts_ns, ts_ns + wall_offset_ns, correlation_id, parent_id,
                                task_id, trace_id, node, data)))
         except Exception as error:

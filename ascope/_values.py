@@ -88,9 +88,9 @@ def is_sensitive(key: str) -> bool:
 # (off the loop). Strings are cut here so the ring never pins a huge one.
 _SCALARS = frozenset({int, float, bool, type(None)})
 
-# What a hot-path capture may leave for ``normalize``: lists and dicts it builds are
-# already normalized, so the writer only looks at these top-level types.
-NEEDS_NORMALIZING = frozenset({int, float, tuple})
+# What the writer passes through ``normalize`` unchanged: everything else (numbers,
+# tuples, containers, objects given where a scalar was meant) gets normalized there.
+PLAIN = frozenset({str, bool, type(None)})
 
 
 def capture(value: Any) -> Any:
@@ -149,24 +149,59 @@ def json_safe(value: Any) -> Any:
 
 
 def snapshot(value: Any) -> Any:
-    """``capture`` for a value nested in something ascope builds: fully normalized."""
-    return normalize(capture(value))
+    """``capture`` for a value nested in something ascope builds: fully normalized.
+
+    ``capture`` already normalizes what it builds (containers, markers); only the scalars
+    it passes through by reference are left to finish here."""
+    captured = capture(value)
+    kind = type(captured)
+    return normalize(captured) if kind is int or kind is float else captured
 
 
 def normalize(value: Any) -> Any:
-    """Finish a captured value off the loop: JSON-exact numbers, tuples as lists."""
+    """Finish a value off the loop so it is plain, bounded JSON: JSON-exact numbers, tuples
+    as lists, string keys, and anything else (a value a report function was given in a
+    position meant for a scalar, say) as a ``$type``/``$repr`` marker."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind is bool or value is None:
         return value
+    if kind is str:
+        return value if len(value) <= SETTINGS.max_string else _cut_string(value)
     if kind is int:
         return value if _INT_MIN <= value <= _INT_MAX else {"$int": _bounded_int_text(value)}
     if kind is float:
         return value if value - value == 0.0 else {"$float": repr(value)}
-    if kind is list or kind is tuple:
-        return [normalize(item) for item in value]
-    if kind is dict:
-        return {key: normalize(item) for key, item in value.items()}
-    return value
+    return _Normalizer(SETTINGS.limits).walk(value, 0)
+
+
+class _Normalizer:
+    """A bounded walk: captured values pass unchanged, anything raw is bounded too."""
+
+    __slots__ = ("budget", "limits")
+
+    def __init__(self, limits: ValueLimits) -> None:
+        self.limits = limits
+        self.budget = 4 * limits.max_items
+
+    def walk(self, value: Any, depth: int) -> Any:
+        kind = type(value)
+        if kind is str:
+            return value if len(value) <= self.limits.max_string else _cut_string(value)
+        if kind is bool or value is None:
+            return value
+        if kind is int or kind is float:
+            return normalize(value)
+        if kind is list or kind is tuple or kind is dict:
+            if depth > self.limits.max_depth + 1 or self.budget <= 0:
+                return {"$depth": kind.__name__, "$len": len(value)}
+            keep = self.limits.max_length + 1  # a captured list may end with its $truncated
+            self.budget -= min(len(value), keep)
+            if kind is dict:
+                return {(key if type(key) is str else guarded_repr(key)):
+                        self.walk(item, depth + 1)
+                        for key, item in itertools.islice(value.items(), keep)}
+            return [self.walk(item, depth + 1) for item in value[:keep]]
+        return {"$type": _type_name(value), "$repr": guarded_repr(value)}
 
 
 def _capture_flat_dict(values: dict[Any, Any]) -> Any:
