@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from ast_samples import async_constructs as A
 from ast_samples import constructs as C
+from ast_samples import edge_cases as E
 from ast_samples import future_sample, moved_a, moved_b
 from hypothesis import given
 from hypothesis import strategies as st
@@ -174,6 +175,20 @@ SYNC_CASES = [
     (C.del_and_assert, ({"a": 1, "b": 2},), {}), (C.del_and_assert, ([],), {}),
     (C.del_and_assert, ({"b": 1},), {}), (C.class_inside, (), {}),
     (C.many_statements, (1,), {}),
+    (E.return_in_finally, (True,), {}), (E.return_in_finally, (False,), {}),
+    (E.continue_in_finally, (30,), {}), (E.break_in_except, ([1, 2, 0, 4],), {}),
+    (E.break_in_except, ([1, 2],), {}), (E.while_else, (5,), {}), (E.while_else, (99,), {}),
+    (E.nested_class_comprehension, (), {}), (E.lambda_defaults, (True,), {}),
+    (E.lambda_defaults, (False,), {}), (E.star_targets, ([1, 2, 3],), {}),
+    (E.star_targets, ([],), {}), (E.growing_list, (40,), {}), (E.mutated_dict, (), {}),
+    (E.deleting_loop_variable, ([1, 2, 3],), {}),
+    (E.match_in_loop, ([("add", 1), ("add", -1), "x"] * 10,), {}),
+    (E.uses_class_cell, (), {}), (E.recursive, (6,), {}),
+    (E.walrus_in_comprehension_condition, ([1, 2, 3],), {}),
+    (E.early_return_in_loop, ([1, 2, -3] * 20,), {}), (E.early_return_in_loop, ([1] * 30,), {}),
+    (E.nested_generator_closed, (5,), {}),
+    (E.SelfReferencing.clone, (E.SelfReferencing(),), {}),
+    (E.outer_with_recursive_inner(0), (5,), {}),
 ]
 
 
@@ -230,6 +245,33 @@ def test_same_exception_object_and_traceback() -> None:
 
     with capture():
         assert frames(rewrite(C.raises_later)) == frames(C.raises_later)
+
+
+def test_escaping_closures_and_generators_still_work() -> None:
+    """A generator expression or nested function returned by the copy and used after it
+    returned (and after capture ended) behaves like the original's."""
+    with capture():
+        lazy = rewrite(E.genexp_escapes)([1, 0, 2])
+        inner = rewrite(E.nested_with_comprehension)([1, 0, 2])
+    assert list(lazy) == list(E.genexp_escapes([1, 0, 2]))
+    assert inner(10) == E.nested_with_comprehension([1, 0, 2])(10)
+    with capture() as captured:
+        assert inner(1) == [2, 3]
+    assert of(captured.events, "line_execution")
+
+
+def test_frame_locals_gain_only_ascope_names() -> None:
+    """The copy's frame has extra locals, all named ``_ascope__*`` (documented limit)."""
+    with capture():
+        assert rewrite(E.frame_locals_names)() == E.frame_locals_names()
+
+
+@pytest.mark.asyncio
+async def test_async_comprehension_in_a_coroutine() -> None:
+    """An async comprehension over a nested async generator works and reports."""
+    got, events = await run_async(rewrite(E.async_comprehension_in_coroutine), 6)
+    assert got == ("return", [0, 4, 8])
+    assert [e.data["loop_type"] for e in of(events, "loop_iteration")].count("listcomp") == 6
 
 
 def test_generator_send_throw_and_close_early() -> None:

@@ -183,18 +183,22 @@ def _build(function: types.FunctionType, filename: str, source: str,
         inner = ast.ClassDef(name=class_name, bases=[], keywords=[], body=[node],
                              decorator_list=[])
     parameters = [*code.co_freevars, *(PREFIX + name for name in helpers)]
+    # The def (or the class around it) binds its name in the factory: declared global,
+    # so the body still reads that name as the original did (a global), not as a cell.
+    bound = [n for n in {node.name, class_name} if n is not None and n not in parameters]
+    body: list[ast.stmt] = [ast.Global(names=sorted(bound))] if bound else []
     factory = ast.FunctionDef(
         name=_FACTORY, args=ast.arguments(
             posonlyargs=[], args=[ast.arg(arg=name) for name in parameters], vararg=None,
             kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
-        body=[inner], decorator_list=[], returns=None)
+        body=[*body, inner], decorator_list=[], returns=None)
     ast.copy_location(factory, node)
     ast.copy_location(inner, node)
     module_ast = ast.Module(body=[factory], type_ignores=[])
     ast.fix_missing_locations(module_ast)
     compiled = compile(module_ast, filename, "exec", dont_inherit=True,
                        flags=code.co_flags & _FUTURE_FLAGS)
-    new_code = _find_code(compiled, node.name, node.lineno)
+    new_code = _find_code(compiled, node.name, node.lineno, class_name)
     if new_code is None or not _same_signature(code, new_code):
         return None
     new_code = _renamed(new_code, new_code.co_qualname, code.co_qualname)
@@ -223,14 +227,15 @@ def _build(function: types.FunctionType, filename: str, source: str,
     return copy_
 
 
-def _find_code(code: types.CodeType, name: str, line: int) -> types.CodeType | None:
+def _find_code(code: types.CodeType, name: str, line: int,
+               class_name: str | None) -> types.CodeType | None:
     """The compiled def: a constant of the factory's code (or of the class body's)."""
     for constant in code.co_consts:
         if isinstance(constant, types.CodeType):
             if constant.co_name == name and constant.co_firstlineno == line:
                 return constant
-            if constant.co_qualname.startswith(_FACTORY):
-                found = _find_code(constant, name, line)
+            if constant.co_name in (_FACTORY, class_name):
+                found = _find_code(constant, name, line, class_name)
                 if found is not None:
                     return found
     return None
