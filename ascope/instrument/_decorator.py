@@ -304,7 +304,22 @@ def make_binder(function: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict
                     captured[key] = value
         return captured
 
-    return bind
+    keyword_only_defaults = any(name not in positional for name in defaults)
+    if not names or len(names) > 8 or keyword_only_defaults:
+        return bind
+    # The common call passes every positional parameter positionally and nothing else: a
+    # dict display built for this signature is ~3x cheaper than dict(zip(...)). The names
+    # are parameter names (identifiers), so the generated source is plain and safe.
+    items = ", ".join(f"{name!r}: args[{index + skip}]" for index, name in enumerate(names))
+    source = (f"def bind_positional(args, kwargs):\n"
+              f"    if not kwargs and len(args) == {count}:\n"
+              f"        return {{{items}}}\n"
+              f"    return bind(args, kwargs)\n")
+    namespace: dict[str, Any] = {"bind": bind, "len": len}
+    exec(source, namespace)
+    fast: Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]] = namespace[
+        "bind_positional"]
+    return fast
 
 
 def _list_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
