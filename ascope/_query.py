@@ -26,6 +26,10 @@ A function is named ``"module:qualname"`` (``"app.db:fetch_user"``,
   last dotted part of the qualname (``"get"`` matches ``"UserView.get"``);
 - the dotted full name (``"app.db.fetch_user"``).
 
+Endpoints (``endpoint_entry``, named with dots by the ASGI middleware, e.g.
+``"app.views.get_user"``) match the same patterns: ``"app.views:get_user"`` names both
+the endpoint and the call of ``get_user`` inside it.
+
 Other nodes match by their name (a request's ``"GET /users/1"`` or its path ``"/users/1"``,
 a task's coroutine qualname, a query's statement) or by their rendered label
 (``"task worker"``, ``"GET /users/1 -> 200"``), with the same wildcards.
@@ -98,6 +102,13 @@ def match_function(pattern: str, name: str) -> bool:
     if fnmatchcase(qualname, pattern) or fnmatchcase(qualname.rpartition(".")[2], pattern):
         return True
     return bool(module) and fnmatchcase(f"{module}.{qualname}", pattern)
+
+
+def _match_dotted(pattern: str, dotted: str) -> bool:
+    """A function pattern against a dotted name (``app.views.get_user``: an endpoint)."""
+    if ":" in pattern:
+        return fnmatchcase(dotted, pattern.replace(":", "."))
+    return fnmatchcase(dotted, pattern) or fnmatchcase(dotted.rpartition(".")[2], pattern)
 
 
 def _match_text(pattern: str, text: str) -> bool:
@@ -216,6 +227,8 @@ class TreeNode:
             return True
         if self.kind == "http_request_start" and _match_text(
                 pattern, str(self.opener.data.get("path"))):
+            return True
+        if self.kind == "endpoint_entry" and _match_dotted(pattern, self.name):
             return True
         return (_match_text(pattern, self.name) or _match_text(pattern, self.short)
                 or _match_text(pattern, self.label))
@@ -379,8 +392,9 @@ def build_tree(events: Iterable[Event]) -> Tree:
     for event in ordered:
         owner = root.node_of(event)
         owner.events.append(event)
-        if (owner.opener is not None and owner.closer is None
-                and event.kind == OPENERS.get(owner.opener.kind)):
+        # The last closer: a generator's life is one operation in segments, each yield
+        # closing one (outcome "yield") until the final return/raise/close.
+        if owner.opener is not None and event.kind == OPENERS.get(owner.opener.kind):
             owner.closer = event
     return root
 

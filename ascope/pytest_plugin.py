@@ -40,16 +40,22 @@ Options
 -------
 ``@pytest.mark.ascope(...)`` for one test, ``ascope_*`` ini options for the suite:
 
-===================  =====================  ===============================================
-marker keyword       ini option             meaning
-===================  =====================  ===============================================
-``deterministic``    ``ascope_deterministic``  renumber ids and timestamps (snapshot tests)
-``instrument``       ``ascope_instrument``  packages for ``ascope.instrument_packages``
-``ast``              ``ascope_ast``         AST capture for those packages
-``ring_size``        ``ascope_ring_size``   events per loop ring
-``runner_tasks``     --                     keep the test runner's own task events
-any other            --                     ``ascope.configure`` keyword (``max_string``...)
-===================  =====================  ===============================================
+=====================  ========================  ==========================================
+marker keyword         ini option                meaning
+=====================  ========================  ==========================================
+``deterministic``      ``ascope_deterministic``  renumber ids and timestamps (snapshots)
+``runner_tasks``       --                        keep the test runner's own task events
+``ring_size`` and any  ``ascope_ring_size``      ``ascope.configure`` keywords, for the test
+other ``configure``                              (the ini option: for the session)
+keyword
+--                     ``ascope_instrument``     packages ``ascope.instrument_packages``
+                                                 instruments as they are imported
+--                     ``ascope_ast``            ... with AST capture (lines, branches...)
+=====================  ========================  ==========================================
+
+Instrumentation is decided when a module is imported, before any test runs, so it is a
+suite-wide (ini) choice: the plugin installs the import hook before conftest files and
+test modules are imported. For one test, decorate with ``@ascope.instrument(ast=True)``.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ from .testing import capture
 __all__ = ["AscopeEvents", "ascope_events"]
 
 _INI_BOOL = ("ascope_deterministic", "ascope_ast")
-_MARKER_OWN = frozenset({"deterministic", "instrument", "ast", "runner_tasks"})
+_MARKER_OWN = frozenset({"deterministic", "runner_tasks"})
 _CONFIGURE_KEYS = frozenset({
     "ring_size", "overflow", "high_water", "drain_interval", "max_depth", "max_length",
     "max_string", "max_repr", "max_items", "redact",
@@ -101,8 +107,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "ascope(**options): options for this test's ascope_events capture: deterministic, "
-        "instrument, ast, runner_tasks, or any ascope.configure() keyword",
+        "runner_tasks, or any ascope.configure() keyword",
     )
+
+
+_instrumented: list[Any] = []  # instrument_packages registrations made for this session
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # Before conftest files (and through them the application) are imported.
+    packages = [p for p in early_config.getini("ascope_instrument") if p.strip()]
+    if packages:
+        from . import instrument_packages  # late: only suites that ask pay for the hook
+
+        _instrumented.append(instrument_packages(
+            packages, ast=bool(early_config.getini("ascope_ast"))))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _instrumented:
+        _instrumented.pop().uninstall()
 
 
 _session_restore: dict[str, Any] = {}
@@ -150,7 +175,6 @@ class _TestRun:
         self.capture._enter()
         self.scope = self.capture.scope
         _c.current.set(self.harness_frame(self.scope))
-        _instrument(self.options)
 
     def close(self) -> None:
         try:
@@ -198,28 +222,9 @@ def _current_settings(keys: dict[str, Any]) -> dict[str, Any]:
     return saved
 
 
-def _instrument(options: dict[str, Any]) -> None:
-    packages = options.get("instrument") or []
-    if isinstance(packages, str):
-        packages = [packages]
-    if not packages:
-        return
-    from . import instrument_packages  # late: only tests that ask for it need the hook
-
-    try:
-        instrument_packages(*packages, ast=bool(options.get("ast")))
-    except NotImplementedError:
-        pytest.fail("@pytest.mark.ascope(instrument=...) needs ascope.instrument_packages, "
-                    "which this version of ascope does not have yet", pytrace=False)
-
-
 def _options_for(item: pytest.Item) -> dict[str, Any]:
     config = item.config
-    options: dict[str, Any] = {
-        "deterministic": config.getini("ascope_deterministic"),
-        "ast": config.getini("ascope_ast"),
-        "instrument": list(config.getini("ascope_instrument")),
-    }
+    options: dict[str, Any] = {"deterministic": config.getini("ascope_deterministic")}
     # Markers closer to the test win: apply the farthest first.
     for marker in reversed(list(item.iter_markers("ascope"))):
         if marker.args:

@@ -483,6 +483,36 @@ def test_marker_options(inner: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*unknown @pytest.mark.ascope option(s) [[]'colour'[]]*"])
 
 
+def test_ini_instruments_packages_with_ast(inner: pytest.Pytester) -> None:
+    """``ascope_instrument`` + ``ascope_ast`` instrument the named package before conftest
+    and test modules import it: calls and branches are captured with no manual reports."""
+    _ini(inner, "ascope_instrument = shop\nascope_ast = true")
+    inner.mkpydir("shop")
+    inner.path.joinpath("shop", "prices.py").write_text(textwrap.dedent("""
+        def price(amount, member):
+            if member:
+                return discount(amount)
+            return amount
+
+        def discount(amount):
+            return amount * 0.9
+    """))
+    inner.makeconftest("import shop.prices  # imported early, still instrumented\n")
+    inner.makepyfile(test_shop="""
+        from shop.prices import price
+        from ascope.testing import assert_called, assert_tree
+
+        def test_member_price(ascope_events):
+            assert price(100, member=True) == 90
+            assert_called(ascope_events, "shop.prices:discount", times=1,
+                          parent="shop.prices:price")
+            assert_tree(ascope_events, {"shop.prices:price": {"shop.prices:discount": {}}})
+            branches = ascope_events.filter("branch_execution", function="price")
+            assert [event.data["branch_taken"] for event in branches] == [True]
+    """)
+    inner.runpytest().assert_outcomes(passed=1)
+
+
 def test_tests_without_the_fixture_capture_nothing(inner: pytest.Pytester) -> None:
     """Only tests that ask for ``ascope_events`` switch capture on."""
     inner.makepyfile(test_off="""
