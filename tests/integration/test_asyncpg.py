@@ -165,11 +165,10 @@ async def test_cursor_round_trips_are_recorded(connection: Any) -> None:
     """Iterating a cursor records one query per batch it fetches, and a scrollable
     cursor one for opening it and one per ``fetch``; each carries the cursor's query."""
     query = "SELECT n FROM generate_series(1, $1) AS n"
-    async with capture() as captured:
-        async with connection.transaction():
-            seen = [row["n"] async for row in connection.cursor(query, 5, prefetch=2)]
-            cursor = await connection.cursor(query, 3)
-            first = await cursor.fetch(2)
+    async with capture() as captured, connection.transaction():
+        seen = [row["n"] async for row in connection.cursor(query, 5, prefetch=2)]
+        cursor = await connection.cursor(query, 3)
+        first = await cursor.fetch(2)
     assert seen == [1, 2, 3, 4, 5] and [row["n"] for row in first] == [1, 2]
     mine = [e for e in queries(captured.events) if e.data["statement"] == query]
     calls = [e.data["metadata"]["call"] for e in mine]
