@@ -720,3 +720,23 @@ def test_instrument_ast_without_source_warns_and_falls_back() -> None:
     with capture() as captured:
         assert instrumented(1) == 2
     assert [e.kind for e in captured.events] == ["function_entry", "function_exit"]
+
+
+def test_source_changed_since_import_gives_none(tmp_path: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the file on disk no longer holds the code the function runs (edited after
+    import), the copy would run other code: None instead."""
+    import importlib
+    import linecache
+
+    path = tmp_path / "edited_module.py"
+    path.write_text("def f(x):\n    return x + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("edited_module")
+    try:
+        assert rewrite_function(module.f) is not None
+        path.write_text("def f(x):\n    return x + 2  # edited\n")
+        linecache.checkcache(str(path))
+        assert rewrite_function(module.f) is None
+    finally:
+        monkeypatch.delitem(__import__("sys").modules, "edited_module")

@@ -73,10 +73,10 @@ def rewrite_function(function: Callable[..., Any], *, expressions: Iterable[str]
     located = _locate(function)
     if located is None:
         return None
-    filename, source, node, class_name = located
+    filename, source, node, class_name, imports = located
     try:
-        return _build(function, filename, source, node, class_name, picks, loop_head,
-                      loop_tail)
+        return _build(function, filename, source, node, class_name, imports, picks,
+                      loop_head, loop_tail)
     except Exception:  # a rewriter bug must not break the import of the user's module
         logger.warning("ascope: could not instrument %s.%s with ast=True; it gets call "
                        "capture only", function.__module__, function.__qualname__,
@@ -107,9 +107,10 @@ def _parse_expressions(expressions: Iterable[str]) -> list[ast.expr]:
 # -- finding the def ----------------------------------------------------------------------
 
 
-def _locate(function: types.FunctionType) -> tuple[str, str, ast.FunctionDef |
-                                                   ast.AsyncFunctionDef, str | None] | None:
-    """(file, source, a fresh copy of the def node, innermost enclosing class) or None."""
+def _locate(function: types.FunctionType) -> tuple[
+        str, str, ast.FunctionDef | ast.AsyncFunctionDef, str | None, list[ast.stmt]] | None:
+    """(file, source, a fresh copy of the def node, innermost enclosing class, the module's
+    import statements) or None."""
     try:
         filename = inspect.getsourcefile(function)
     except TypeError:
@@ -127,7 +128,7 @@ def _locate(function: types.FunctionType) -> tuple[str, str, ast.FunctionDef |
     if found is None:
         return None
     node, class_name = found
-    return filename, source, copy.deepcopy(node), class_name
+    return filename, source, copy.deepcopy(node), class_name, _module_imports(tree)
 
 
 @functools.lru_cache(maxsize=16)
@@ -138,6 +139,26 @@ def _parse(filename: str, source: str) -> ast.Module | None:
         return ast.parse(source, filename)
     except (SyntaxError, ValueError):
         return None
+
+
+def _module_imports(tree: ast.Module) -> list[ast.stmt]:
+    """The import statements of the module's own scope (not inside defs or classes).
+
+    CPython 3.11 compiles ``name.attr(...)`` as LOAD_ATTR rather than LOAD_METHOD when
+    ``name`` is bound by an import at module level: compiling the def next to these
+    (never executed) imports gives it the bytecode it had in its module.
+    """
+    found: list[ast.stmt] = []
+    stack: list[ast.AST] = [tree]
+    while stack:
+        for child in ast.iter_child_nodes(stack.pop()):
+            if isinstance(child, ast.Import) or (
+                    isinstance(child, ast.ImportFrom) and child.module != "__future__"):
+                found.append(child)
+            elif isinstance(child, (ast.stmt, ast.excepthandler, ast.match_case)) and not \
+                    isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                stack.append(child)
+    return found
 
 
 def _find_def(tree: ast.Module, code: types.CodeType) -> tuple[
@@ -166,39 +187,27 @@ def _find_def(tree: ast.Module, code: types.CodeType) -> tuple[
 
 def _build(function: types.FunctionType, filename: str, source: str,
            node: ast.FunctionDef | ast.AsyncFunctionDef, class_name: str | None,
-           picks: list[ast.expr], loop_head: int, loop_tail: int) -> Any:
+           imports: list[ast.stmt], picks: list[ast.expr], loop_head: int,
+           loop_tail: int) -> Any:
     code = function.__code__
     module = function.__module__ if isinstance(function.__module__, str) else "__main__"
-    table = NodeTable(module, filename, source)
     node.decorator_list = []
+    flags = code.co_flags & _FUTURE_FLAGS
+    # The file may have changed since the function was compiled from it: the def must
+    # compile, untouched, to the very bytecode the function runs, or it is not its source.
+    plain = _compile_def(copy.deepcopy(node), class_name, list(code.co_freevars), imports,
+                         filename, flags)
+    if plain is None or not _same_code(plain, code):
+        return None
+    table = NodeTable(module, filename, source)
     Instrumenter(table, picks, loop_head, loop_tail).function(node, code.co_qualname,
                                                               top=True)
     rows = table.finish()
     describe = {"module": module, "qualname": code.co_qualname, "file": filename,
                 "def_line": node.lineno}
     helpers = make_helpers(loop_head, loop_tail, rows, describe)
-
-    inner: ast.stmt = node
-    if class_name is not None:
-        inner = ast.ClassDef(name=class_name, bases=[], keywords=[], body=[node],
-                             decorator_list=[])
     parameters = [*code.co_freevars, *(PREFIX + name for name in helpers)]
-    # The def (or the class around it) binds its name in the factory: declared global,
-    # so the body still reads that name as the original did (a global), not as a cell.
-    bound = [n for n in {node.name, class_name} if n is not None and n not in parameters]
-    body: list[ast.stmt] = [ast.Global(names=sorted(bound))] if bound else []
-    factory = ast.FunctionDef(
-        name=_FACTORY, args=ast.arguments(
-            posonlyargs=[], args=[ast.arg(arg=name) for name in parameters], vararg=None,
-            kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
-        body=[*body, inner], decorator_list=[], returns=None)
-    ast.copy_location(factory, node)
-    ast.copy_location(inner, node)
-    module_ast = ast.Module(body=[factory], type_ignores=[])
-    ast.fix_missing_locations(module_ast)
-    compiled = compile(module_ast, filename, "exec", dont_inherit=True,
-                       flags=code.co_flags & _FUTURE_FLAGS)
-    new_code = _find_code(compiled, node.name, node.lineno, class_name)
+    new_code = _compile_def(node, class_name, parameters, imports, filename, flags)
     if new_code is None or not _same_signature(code, new_code):
         return None
     new_code = _renamed(new_code, new_code.co_qualname, code.co_qualname)
@@ -227,6 +236,31 @@ def _build(function: types.FunctionType, filename: str, source: str,
     return copy_
 
 
+def _compile_def(node: ast.FunctionDef | ast.AsyncFunctionDef, class_name: str | None,
+                 parameters: list[str], imports: list[ast.stmt], filename: str,
+                 flags: int) -> types.CodeType | None:
+    """Compile ``node`` inside the factory (and class); return the def's code object."""
+    inner: ast.stmt = node
+    if class_name is not None:
+        inner = ast.ClassDef(name=class_name, bases=[], keywords=[], body=[node],
+                             decorator_list=[])
+    # The def (or the class around it) binds its name in the factory: declared global,
+    # so the body still reads that name as the original did (a global), not as a cell.
+    bound = [n for n in {node.name, class_name} if n is not None and n not in parameters]
+    body: list[ast.stmt] = [ast.Global(names=sorted(bound))] if bound else []
+    factory = ast.FunctionDef(
+        name=_FACTORY, args=ast.arguments(
+            posonlyargs=[], args=[ast.arg(arg=name) for name in parameters], vararg=None,
+            kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
+        body=[*body, inner], decorator_list=[], returns=None)
+    ast.copy_location(factory, node)
+    ast.copy_location(inner, node)
+    module_ast = ast.Module(body=[*imports, factory], type_ignores=[])
+    ast.fix_missing_locations(module_ast)
+    compiled = compile(module_ast, filename, "exec", dont_inherit=True, flags=flags)
+    return _find_code(compiled, node.name, node.lineno, class_name)
+
+
 def _find_code(code: types.CodeType, name: str, line: int,
                class_name: str | None) -> types.CodeType | None:
     """The compiled def: a constant of the factory's code (or of the class body's)."""
@@ -239,6 +273,21 @@ def _find_code(code: types.CodeType, name: str, line: int,
                 if found is not None:
                     return found
     return None
+
+
+def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
+    """Same bytecode, names and constants (nested code compared the same way)."""
+    if (a.co_code != b.co_code or a.co_names != b.co_names or a.co_varnames != b.co_varnames
+            or a.co_freevars != b.co_freevars or a.co_cellvars != b.co_cellvars
+            or len(a.co_consts) != len(b.co_consts)):
+        return False
+    for x, y in zip(a.co_consts, b.co_consts, strict=True):
+        if isinstance(x, types.CodeType) and isinstance(y, types.CodeType):
+            if not _same_code(x, y):
+                return False
+        elif type(x) is not type(y) or not (x is y or x == y):
+            return False
+    return True
 
 
 def _same_signature(old: types.CodeType, new: types.CodeType) -> bool:
