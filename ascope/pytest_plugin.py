@@ -63,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
 import threading
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -70,8 +71,8 @@ from typing import Any
 
 import pytest
 
+from . import _config, _pipeline, _values
 from . import _context as _c
-from . import _pipeline, _values
 from ._config import configure
 from ._events import Event
 from ._query import EventQuery, Events, deterministic
@@ -101,6 +102,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   help="ascope: packages to instrument for tests using ascope_events")
     parser.addini("ascope_ring_size", type="string", default="",
                   help="ascope: events per loop ring during the test session")
+    parser.addini("ascope_sinks", type="string", default="",
+                  help="ascope: sinks for code that calls ascope.enable() during the tests, "
+                       "{worker} = the xdist worker id; default: none (nothing on disk)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -143,12 +147,35 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 from None
         _session_restore["ring_size"] = _pipeline.SETTINGS.ring_size
         configure(ring_size=size)
+    _configure_session_sinks(session.config)
+
+
+def _configure_session_sinks(config: pytest.Config) -> None:
+    """Sinks for code under test that switches capture on globally (``ascope.install(app)``
+    does): by default none, so a test run never writes ``ascope.db`` into the working
+    directory and xdist workers never share a file; ``ascope_sinks`` may name files per
+    worker (``sqlite:.ascope/{worker}.db``). Sinks chosen by ``ASCOPE_SINKS`` or by a
+    ``configure()`` call before the session are left alone."""
+    template = str(config.getini("ascope_sinks") or "").strip()
+    if not template and _config._configured_sinks is not None:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    _session_restore["sinks"] = _config._configured_sinks
+    configure(sinks=template.replace("{worker}", worker) if template else [])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    sinks = _session_restore.pop("sinks", _UNSET)
+    if sinks is not _UNSET:
+        _pipeline.flush_blocking()
+        configure(sinks=sinks or [])
+        _config._configured_sinks = sinks  # None again: enable() picks the default later
     if _session_restore:
         configure(**_session_restore)
         _session_restore.clear()
+
+
+_UNSET: Any = object()
 
 
 # -- one test's capture -----------------------------------------------------------------------

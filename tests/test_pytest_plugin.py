@@ -10,6 +10,7 @@ about a fresh interpreter (entry-point loading, xdist workers) run in a subproce
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import textwrap
 
 import pytest
@@ -553,12 +554,10 @@ def test_async_flush_and_raw_view(inner: pytest.Pytester) -> None:
     inner.runpytest().assert_outcomes(passed=1)
 
 
-def test_xdist_workers_stay_apart(inner: pytest.Pytester) -> None:
-    """Under pytest-xdist (two worker processes) each test sees exactly its own events."""
-    pytest.importorskip("xdist")
-    body = "\n".join(textwrap.dedent(f"""
+XDIST_TESTS = "\n".join(textwrap.dedent(f"""
         @pytest.mark.asyncio
         async def test_{i}(ascope_events):
+            ascope.enable()  # as ascope.install(app) does: capture on, into the sinks
             for _ in range(3):
                 cid = rt.report_function_entry("tests.x", "f{i}")
                 await asyncio.sleep(0.001)
@@ -566,7 +565,30 @@ def test_xdist_workers_stay_apart(inner: pytest.Pytester) -> None:
             assert {{n.name for n in ascope_events.calls()}} == {{"tests.x:f{i}"}}
             assert len(ascope_events.calls()) == 3
     """) for i in range(8))
-    inner.makepyfile(test_xdist="import asyncio\nimport pytest\n"
-                     "from ascope import runtime as rt\n" + body)
+
+
+def test_xdist_workers_stay_apart(inner: pytest.Pytester) -> None:
+    """Under pytest-xdist (two worker processes) each test sees exactly its own events,
+    and code switching capture on globally writes no store file (none is configured)."""
+    pytest.importorskip("xdist")
+    inner.makepyfile(test_xdist="import asyncio\nimport pytest\nimport ascope\n"
+                     "from ascope import runtime as rt\n" + XDIST_TESTS)
     result = inner.runpytest_subprocess("-n", "2", "-p", "xdist")
     result.assert_outcomes(passed=8)
+    assert sorted(p.name for p in inner.path.iterdir() if "ascope" in p.name) == []
+
+
+def test_session_sinks_per_xdist_worker(inner: pytest.Pytester) -> None:
+    """``ascope_sinks`` with ``{worker}`` gives each xdist worker its own file: every
+    event is written once, by the worker that ran the test."""
+    pytest.importorskip("xdist")
+    _ini(inner, "ascope_sinks = jsonl:events-{worker}.jsonl")
+    inner.makepyfile(test_xdist="import asyncio\nimport pytest\nimport ascope\n"
+                     "from ascope import runtime as rt\n" + XDIST_TESTS)
+    result = inner.runpytest_subprocess("-n", "2", "-p", "xdist")
+    result.assert_outcomes(passed=8)
+    files = sorted(inner.path.glob("events-*.jsonl"))
+    assert [f.name for f in files] == ["events-gw0.jsonl", "events-gw1.jsonl"]
+    entries = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    calls = [e["data"]["function"] for e in entries if e["kind"] == "function_entry"]
+    assert sorted(calls) == sorted(f"f{i}" for i in range(8) for _ in range(3))
