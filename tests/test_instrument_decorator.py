@@ -82,10 +82,12 @@ def test_bare_and_called_forms_report_entry_and_exit() -> None:
 
 
 def test_defaults_are_captured_for_parameters_not_passed() -> None:
-    """Parameters left to their default appear in args with that default."""
+    """Every parameter appears in args: those not passed with their default, empty *args
+    and **kwargs as an empty list and dict."""
     with capture() as captured:
         add(1)
-    assert captured.events[0].data["args"] == {"a": 1, "b": 2, "key": None}
+    assert captured.events[0].data["args"] == {"a": 1, "b": 2, "rest": [], "key": None,
+                                               "extra": {}}
 
 
 def test_nothing_is_recorded_while_capture_is_off() -> None:
@@ -103,7 +105,8 @@ def test_disabled_block_records_nothing() -> None:
         with ascope.disabled():
             assert add(1, 2) == 3
         add(3, 4)
-    assert calls(captured.events) == [("entry", "add", {"a": 3, "b": 4, "key": None}),
+    assert calls(captured.events) == [("entry", "add", {"a": 3, "b": 4, "rest": [],
+                                                        "key": None, "extra": {}}),
                                       ("exit", "return", 7)]
 
 

@@ -126,6 +126,41 @@ def test_wrong_arguments_raise_the_same_type_error(capturing: bool) -> None:
         assert plain_result[:2] == wrapped_result[:2] == ("raise", TypeError)
 
 
+_UNSET = object()
+
+
+def shapes(a: int, /, b: int = 2, *rest: int, c: Any = _UNSET, d: int, **extra: Any) -> Any:
+    return (a, b, rest, c is _UNSET, d, extra)
+
+
+@pytest.mark.parametrize("plain", [divide, async_divide, counting, async_counting, shapes],
+                         ids=lambda f: f.__name__)
+def test_wrong_arguments_raise_at_the_call_for_every_kind(plain: Callable[..., Any]) -> None:
+    """Calling any kind of function (coroutine and generator functions included) with
+    arguments it does not take raises the same TypeError message at the call itself, not
+    when the coroutine is awaited or the generator advanced."""
+    wrapped = ascope.instrument(plain)
+    for args, kwargs in [((), {}), ((1, 2, 3, 4), {"nope": 1}), ((1,), {"zzz": 1, "a": 1})]:
+        expected = outcome(plain, *args, **kwargs)
+        if expected[0] == "raise":
+            assert outcome(wrapped, *args, **kwargs) == expected
+        else:
+            result = wrapped(*args, **kwargs)
+            with contextlib.suppress(AttributeError):
+                result.close()
+
+
+def test_positional_only_keyword_only_and_sentinel_defaults(capturing: bool) -> None:
+    """Positional-only and keyword-only parameters, *args/**kwargs catching names of
+    positional-only parameters, and sentinel defaults pass through unchanged."""
+    wrapped = ascope.instrument(shapes)
+    assert wrapped.__defaults__ == shapes.__defaults__
+    assert wrapped.__kwdefaults__ == shapes.__kwdefaults__
+    for args, kwargs in [((1,), {"d": 4}), ((1, 5, 6, 7), {"c": None, "d": 4, "a": 9}),
+                         ((1,), {"b": 3, "d": 4, "extra": 1})]:
+        assert outcome(wrapped, *args, **kwargs) == outcome(shapes, *args, **kwargs)
+
+
 @pytest.mark.parametrize("kind", [ValueError, KeyboardInterrupt, SystemExit, StopIteration,
                                   GeneratorExit, asyncio.CancelledError])
 def test_exception_is_the_same_object_with_the_same_innermost_frames(

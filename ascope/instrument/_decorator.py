@@ -36,7 +36,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 from .. import _context as _c
 from .. import runtime as _rt
@@ -339,14 +339,13 @@ def wrap_function(function: Callable[..., Any], options: InstrumentOptions) -> A
     impl = function
     if options.ast:
         impl = rewritten(function, options)
+    parameters = _parameters(function, options.args)
     bind: Any = None
-    if options.args:
+    if options.args and parameters.args.startswith("@bind"):
         bind = make_binder(function) or _list_args
-    kind = callable_kind(function)
-    build = {"coroutine": _coroutine_wrapper, "generator": _generator_wrapper,
-             "async_generator": _async_generator_wrapper}.get(kind, _sync_wrapper)
-    return mark_instrumented(
-        build(function, impl, module, name, bind, options.result, options.sample))
+    wrapper = _build(callable_kind(function), function, impl, module, name, bind,
+                     options.result, options.sample, parameters)
+    return mark_instrumented(finish_wrapper(wrapper, function))
 
 
 def mark_instrumented(wrapper: T) -> T:
@@ -413,209 +412,292 @@ def finish_wrapper(instrumented: Any, function: Any) -> Any:
 
     Frameworks resolve string annotations (``from __future__ import annotations``) in
     ``callable.__globals__`` (FastAPI does): a wrapper living in this module's globals
-    would break them. The wrappers read nothing from their globals but builtins, so
-    re-creating one over the original module's globals changes nothing else.
+    would break them. The wrappers read nothing from their globals (helpers and
+    builtins they use come through their closure), so re-creating one over the original
+    module's globals changes nothing else.
     """
     home = getattr(inspect.unwrap(function), "__globals__", None)
     if isinstance(home, dict) and isinstance(home.get("__builtins__"), (dict, types.ModuleType)):
-        instrumented = types.FunctionType(instrumented.__code__, home, instrumented.__name__,
-                                          instrumented.__defaults__, instrumented.__closure__)
+        moved = types.FunctionType(instrumented.__code__, home, instrumented.__name__,
+                                   instrumented.__defaults__, instrumented.__closure__)
+        moved.__kwdefaults__ = instrumented.__kwdefaults__
+        instrumented = moved
     return functools.update_wrapper(instrumented, function)
 
 
-# The wrapper factories bind every helper to a local of the factory, so the wrapper reads
-# them from its closure (as fast as a global, and independent of the globals finish_wrapper gives).
+# -- generated wrappers ------------------------------------------------------------------------
+#
+# Each wrapper is generated from a template with the wrapped function's own parameter list
+# (when it has a plain one), so that
+# - a call with arguments the function does not take raises TypeError at the call, also for
+#   coroutine and generator functions (a `*args, **kwargs` wrapper would defer it to the
+#   first await / next);
+# - nothing is packed into a tuple and a dict and unpacked again: a call while capture is
+#   off is one flag check and a plain call;
+# - the arguments are captured as a dict display of the locals.
+# The template's own names start with `@`, replaced by `__ascope_` so no parameter name can
+# shadow them; helpers and builtins come in as arguments of the generated factory and are
+# read from the wrapper's closure, never from its globals.
 
+_ENV = ("function", "impl", "module", "label", "bind", "keep", "sample", "state", "current",
+        "rand", "entry", "exit", "fail", "resume", "BaseException", "StopIteration",
+        "StopAsyncIteration", "GeneratorExit")
 
-def _sync_wrapper(function: Any, impl: Any, module: str, name: str, bind: Any,
-                  keep_result: bool, sample: float) -> Any:
-    state, current, rand, entry, exit_, fail = _STATE, _current, _random, _entry, _exit, _fail
-    base_exception = BaseException
+_OFF = "not @state.on or not @current.get()[5] or (@sample < 1.0 and @rand() >= @sample)"
 
-    def instrumented(*args: Any, **kwargs: Any) -> Any:
-        if not state.on:
-            return function(*args, **kwargs)
-        if not current.get()[5] or (sample < 1.0 and rand() >= sample):
-            return function(*args, **kwargs)
-        cid = entry(module, name, None if bind is None else bind(args, kwargs))
+_TEMPLATES = {
+    "function": """
+    def $name($params):
+        if not @state.on:
+            return @function($call)
+        if not @current.get()[5] or (@sample < 1.0 and @rand() >= @sample):
+            return @function($call)
+        @cid = @entry(@module, @label, $args)
         try:
-            value = impl(*args, **kwargs)
-        except base_exception as error:
-            fail(cid, error)
+            @value = @impl($call)
+        except @BaseException as @error:
+            @fail(@cid, @error)
             raise
-        exit_(cid, value if keep_result else None)
-        return value
-
-    return finish_wrapper(instrumented, function)
-
-
-def _coroutine_wrapper(function: Any, impl: Any, module: str, name: str, bind: Any,
-                       keep_result: bool, sample: float) -> Any:
-    state, current, rand, entry, exit_, fail = _STATE, _current, _random, _entry, _exit, _fail
-    base_exception = BaseException
-
-    async def instrumented(*args: Any, **kwargs: Any) -> Any:
-        if not state.on:
-            return await function(*args, **kwargs)
-        if not current.get()[5] or (sample < 1.0 and rand() >= sample):
-            return await function(*args, **kwargs)
-        cid = entry(module, name, None if bind is None else bind(args, kwargs))
+        @exit(@cid, @value if @keep else None)
+        return @value
+""",
+    "coroutine": """
+    async def $name($params):
+        if not @state.on:
+            return await @function($call)
+        if not @current.get()[5] or (@sample < 1.0 and @rand() >= @sample):
+            return await @function($call)
+        @cid = @entry(@module, @label, $args)
         try:
-            value = await impl(*args, **kwargs)
-        except base_exception as error:
-            fail(cid, error)
+            @value = await @impl($call)
+        except @BaseException as @error:
+            @fail(@cid, @error)
             raise
-        exit_(cid, value if keep_result else None)
-        return value
-
-    return finish_wrapper(instrumented, function)
-
-
-def _generator_wrapper(function: Any, impl: Any, module: str, name: str, bind: Any,
-                       keep_result: bool, sample: float) -> Any:
-    state, current, rand, entry, exit_, fail = _STATE, _current, _random, _entry, _exit, _fail
-    resume_args = _resume_args
-    base_exception, stop_iteration, generator_exit = BaseException, StopIteration, GeneratorExit
-
-    def instrumented(*args: Any, **kwargs: Any) -> Any:
-        if not state.on or not current.get()[5] or (sample < 1.0 and rand() >= sample):
-            return (yield from function(*args, **kwargs))
-        # Driven by hand rather than with `yield from` so each resume can open a segment
-        # in the resumer's context; this follows PEP 380's expansion of `yield from`.
-        cid = entry(module, name, None if bind is None else bind(args, kwargs))
+        @exit(@cid, @value if @keep else None)
+        return @value
+""",
+    # Driven by hand rather than with `yield from` so each resume can open a segment in
+    # the resumer's context; this follows PEP 380's expansion of `yield from`.
+    "generator": """
+    def $name($params):
+        if $off:
+            return (yield from @function($call))
+        @cid = @entry(@module, @label, $args)
         try:
-            generator = impl(*args, **kwargs)
-            value = generator.send(None)
-        except stop_iteration as stop:
-            exit_(cid, stop.value if keep_result else None)
-            return stop.value
-        except base_exception as error:
-            fail(cid, error)
+            @generator = @impl($call)
+            @value = @generator.send(None)
+        except @StopIteration as @stop:
+            @exit(@cid, @stop.value if @keep else None)
+            return @stop.value
+        except @BaseException as @error:
+            @fail(@cid, @error)
             raise
-        resumes = 0
+        @resumes = 0
         while True:
-            exit_(cid, value if keep_result else None, None, "yield")
+            @exit(@cid, @value if @keep else None, None, "yield")
             try:
-                sent = yield value
-            except generator_exit:
-                resumes += 1
-                entry(module, name, resume_args(resumes, "$close", True), cid)
+                @sent = yield @value
+            except @GeneratorExit:
+                @resumes += 1
+                @entry(@module, @label, @resume(@resumes, "$close", True), @cid)
                 try:
-                    generator.close()
-                except base_exception as error:
-                    fail(cid, error)
+                    @generator.close()
+                except @BaseException as @error:
+                    @fail(@cid, @error)
                     raise
-                exit_(cid, None, None, "close")
+                @exit(@cid, None, None, "close")
                 raise
-            except base_exception as thrown:
-                resumes += 1
-                entry(module, name, resume_args(resumes, "$throw", type(thrown).__qualname__),
-                      cid)
+            except @BaseException as @thrown:
+                @resumes += 1
+                @entry(@module, @label, @resume(@resumes, "$throw", type(@thrown).__qualname__),
+                       @cid)
                 try:
-                    value = generator.throw(thrown)
-                except stop_iteration as stop:
-                    exit_(cid, stop.value if keep_result else None)
-                    return stop.value
-                except base_exception as error:
-                    fail(cid, error)
+                    @value = @generator.throw(@thrown)
+                except @StopIteration as @stop:
+                    @exit(@cid, @stop.value if @keep else None)
+                    return @stop.value
+                except @BaseException as @error:
+                    @fail(@cid, @error)
                     raise
             else:
-                resumes += 1
-                entry(module, name, resume_args(resumes) if sent is None
-                      else resume_args(resumes, "$send", sent), cid)
+                @resumes += 1
+                @entry(@module, @label, @resume(@resumes) if @sent is None
+                       else @resume(@resumes, "$send", @sent), @cid)
                 try:
-                    value = generator.send(sent)
-                except stop_iteration as stop:
-                    exit_(cid, stop.value if keep_result else None)
-                    return stop.value
-                except base_exception as error:
-                    fail(cid, error)
+                    @value = @generator.send(@sent)
+                except @StopIteration as @stop:
+                    @exit(@cid, @stop.value if @keep else None)
+                    return @stop.value
+                except @BaseException as @error:
+                    @fail(@cid, @error)
                     raise
-
-    return finish_wrapper(instrumented, function)
-
-
-def _async_generator_wrapper(function: Any, impl: Any, module: str, name: str, bind: Any,
-                             keep_result: bool, sample: float) -> Any:
-    state, current, rand, entry, exit_, fail = _STATE, _current, _random, _entry, _exit, _fail
-    resume_args = _resume_args
-    base_exception, stop, generator_exit = BaseException, StopAsyncIteration, GeneratorExit
-
-    async def instrumented(*args: Any, **kwargs: Any) -> Any:
-        # Async generators have no `yield from`: both paths drive the inner generator by
-        # hand, forwarding asend/athrow/aclose the way `yield from` does for generators.
-        if not state.on or not current.get()[5] or (sample < 1.0 and rand() >= sample):
-            generator = function(*args, **kwargs)
+""",
+    # Async generators have no `yield from`: both paths drive the inner generator by hand,
+    # forwarding asend/athrow/aclose the way `yield from` does for generators.
+    "async_generator": """
+    async def $name($params):
+        if $off:
+            @generator = @function($call)
             try:
-                value = await generator.__anext__()
-            except stop:
+                @value = await @generator.__anext__()
+            except @StopAsyncIteration:
                 return
             while True:
                 try:
-                    sent = yield value
-                except generator_exit:
-                    await generator.aclose()
+                    @sent = yield @value
+                except @GeneratorExit:
+                    await @generator.aclose()
                     raise
-                except base_exception as thrown:
+                except @BaseException as @thrown:
                     try:
-                        value = await generator.athrow(thrown)
-                    except stop:
+                        @value = await @generator.athrow(@thrown)
+                    except @StopAsyncIteration:
                         return
                 else:
                     try:
-                        value = await (generator.__anext__() if sent is None
-                                       else generator.asend(sent))
-                    except stop:
+                        @value = await (@generator.__anext__() if @sent is None
+                                        else @generator.asend(@sent))
+                    except @StopAsyncIteration:
                         return
-        cid = entry(module, name, None if bind is None else bind(args, kwargs))
+        @cid = @entry(@module, @label, $args)
         try:
-            generator = impl(*args, **kwargs)
-            value = await generator.__anext__()
-        except stop:
-            exit_(cid, None)
+            @generator = @impl($call)
+            @value = await @generator.__anext__()
+        except @StopAsyncIteration:
+            @exit(@cid, None)
             return
-        except base_exception as error:
-            fail(cid, error)
+        except @BaseException as @error:
+            @fail(@cid, @error)
             raise
-        resumes = 0
+        @resumes = 0
         while True:
-            exit_(cid, value if keep_result else None, None, "yield")
+            @exit(@cid, @value if @keep else None, None, "yield")
             try:
-                sent = yield value
-            except generator_exit:
-                resumes += 1
-                entry(module, name, resume_args(resumes, "$close", True), cid)
+                @sent = yield @value
+            except @GeneratorExit:
+                @resumes += 1
+                @entry(@module, @label, @resume(@resumes, "$close", True), @cid)
                 try:
-                    await generator.aclose()
-                except base_exception as error:
-                    fail(cid, error)
+                    await @generator.aclose()
+                except @BaseException as @error:
+                    @fail(@cid, @error)
                     raise
-                exit_(cid, None, None, "close")
+                @exit(@cid, None, None, "close")
                 raise
-            except base_exception as thrown:
-                resumes += 1
-                entry(module, name, resume_args(resumes, "$throw", type(thrown).__qualname__),
-                      cid)
+            except @BaseException as @thrown:
+                @resumes += 1
+                @entry(@module, @label, @resume(@resumes, "$throw", type(@thrown).__qualname__),
+                       @cid)
                 try:
-                    value = await generator.athrow(thrown)
-                except stop:
-                    exit_(cid, None)
+                    @value = await @generator.athrow(@thrown)
+                except @StopAsyncIteration:
+                    @exit(@cid, None)
                     return
-                except base_exception as error:
-                    fail(cid, error)
+                except @BaseException as @error:
+                    @fail(@cid, @error)
                     raise
             else:
-                resumes += 1
-                entry(module, name, resume_args(resumes) if sent is None
-                      else resume_args(resumes, "$send", sent), cid)
+                @resumes += 1
+                @entry(@module, @label, @resume(@resumes) if @sent is None
+                       else @resume(@resumes, "$send", @sent), @cid)
                 try:
-                    value = await (generator.__anext__() if sent is None
-                                   else generator.asend(sent))
-                except stop:
-                    exit_(cid, None)
+                    @value = await (@generator.__anext__() if @sent is None
+                                    else @generator.asend(@sent))
+                except @StopAsyncIteration:
+                    @exit(@cid, None)
                     return
-                except base_exception as error:
-                    fail(cid, error)
+                except @BaseException as @error:
+                    @fail(@cid, @error)
                     raise
+""",
+}
 
-    return finish_wrapper(instrumented, function)
+
+class _Parameters(NamedTuple):
+    params: str  # the parameter list of the wrapper's def
+    call: str  # the arguments that pass them on to the wrapped function
+    args: str  # the expression the captured arguments are (a dict display, or a bind call)
+
+
+_PACKED = _Parameters("*@args, **@kwargs", "*@args, **@kwargs", "@bind(@args, @kwargs)")
+
+
+def _parameters(function: Any, capture_args: bool) -> _Parameters:
+    """The wrapper's parameter list: the function's own when it has a plain one."""
+    if (type(function) is not types.FunctionType or "__wrapped__" in vars(function)
+            or "__signature__" in vars(function)):
+        return _PACKED if capture_args else _PACKED._replace(args="None")
+    try:
+        signature = inspect.signature(function, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return _PACKED if capture_args else _PACKED._replace(args="None")
+    P = inspect.Parameter
+    params: list[str] = []
+    call: list[str] = []
+    names: list[str] = []
+    previous = None
+    for parameter in signature.parameters.values():
+        name, kind = parameter.name, parameter.kind
+        if not name.isidentifier() or name.startswith("__ascope_"):
+            return _PACKED if capture_args else _PACKED._replace(args="None")
+        if previous is P.POSITIONAL_ONLY and kind is not P.POSITIONAL_ONLY:
+            params.append("/")
+        if kind is P.KEYWORD_ONLY and previous not in (P.KEYWORD_ONLY, P.VAR_POSITIONAL):
+            params.append("*")
+        # Placeholder defaults: the wrapper gets the function's own __defaults__ and
+        # __kwdefaults__ objects once it is built.
+        default = "=None" if parameter.default is not P.empty else ""
+        if kind is P.VAR_POSITIONAL:
+            params.append(f"*{name}")
+            call.append(f"*{name}")
+        elif kind is P.VAR_KEYWORD:
+            params.append(f"**{name}")
+            call.append(f"**{name}")
+        elif kind is P.KEYWORD_ONLY:
+            params.append(name + default)
+            call.append(f"{name}={name}")
+        else:
+            params.append(name + default)
+            call.append(name)
+        names.append(name)
+        previous = kind
+    if previous is P.POSITIONAL_ONLY:
+        params.append("/")
+    if names and _skips_receiver(function, names[0], signature):
+        names = names[1:]
+    args = ("{" + ", ".join(f"{n!r}: {n}" for n in names) + "}") if capture_args else "None"
+    return _Parameters(", ".join(params), ", ".join(call), args)
+
+
+def _skips_receiver(function: Any, first: str, signature: inspect.Signature) -> bool:
+    """Whether the first parameter is a method's self/cls (left out of captured args)."""
+    qualname = getattr(function, "__qualname__", "") or ""
+    parameter = next(iter(signature.parameters.values()))
+    return (first in ("self", "cls") and "." in qualname
+            and not qualname.endswith("<locals>." + function.__name__)
+            and parameter.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                   inspect.Parameter.POSITIONAL_OR_KEYWORD))
+
+
+def _build(kind: str, function: Any, impl: Any, module: str, label: str, bind: Any,
+           keep: bool, sample: float, parameters: _Parameters) -> Any:
+    """Generate, compile and build the wrapper of ``kind`` for ``function``."""
+    name = getattr(function, "__name__", "")
+    if not (isinstance(name, str) and name.isidentifier()) or name.startswith("__ascope_"):
+        name = "instrumented"
+    body = (_TEMPLATES[kind]
+            .replace("$name", name).replace("$params", parameters.params)
+            .replace("$call", parameters.call).replace("$args", parameters.args)
+            .replace("$off", _OFF).replace("@", "__ascope_"))
+    factory = "".join(["def __ascope_make(", ", ".join("__ascope_" + n for n in _ENV), "):",
+                       body, f"    return {name}\n"])
+    namespace: dict[str, Any] = {}
+    exec(compile(factory, f"<ascope.instrument {kind} wrapper>", "exec"), namespace)
+    wrapper = namespace["__ascope_make"](
+        function, impl, module, label, bind, keep, sample, _STATE, _current, _random,
+        _entry, _exit, _fail, _resume_args, BaseException, StopIteration,
+        StopAsyncIteration, GeneratorExit)
+    if parameters is not _PACKED and parameters.params != _PACKED.params:
+        wrapper.__defaults__ = function.__defaults__
+        wrapper.__kwdefaults__ = function.__kwdefaults__
+    return wrapper
