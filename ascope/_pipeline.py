@@ -165,34 +165,44 @@ _DRAINER_CONTEXT_VALUE = (None, None, None, None, None, False, None, 0, None)
 
 
 def start_drainer(ring: Ring) -> None:
+    """Drain ``ring`` from its loop: a timer every ``drain_interval`` (plus an immediate
+    drain past the high-water mark, see ``Ring.wake``), and a sentinel task whose
+    cancellation at loop shutdown flushes.
+
+    The drain itself is a timer callback, not a task: it never shows in
+    ``asyncio.all_tasks()``, nothing cancels it, and a loop that closes simply drops it —
+    no "Task was destroyed but it is pending" when a loop ends without cancelling tasks.
+    """
     loop = ring.loop
     if ring.drainer is not None or loop.is_closed():
         return
     context = contextvars.Context()
-    context.run(_c.current.set, _DRAINER_CONTEXT_VALUE)  # the drainer itself is never captured
+    context.run(_c.current.set, _DRAINER_CONTEXT_VALUE)  # draining is never captured
+    ring.drainer = loop.call_later(SETTINGS.drain_interval, _tick, ring, context=context)
     # asyncio.Task directly, not loop.create_task: no user task factory, no eager start.
-    ring.drainer = asyncio.Task(_drain_forever(ring), loop=loop, context=context,
-                                name="ascope-drainer")
+    ring.sentinel = asyncio.Task(_flush_at_shutdown(ring), loop=loop, context=context,
+                                 name="ascope-flush-at-shutdown")
 
 
-async def _drain_forever(ring: Ring) -> None:
+def _tick(ring: Ring) -> None:
+    hand_off(ring)
+    if not ring.loop.is_closed():
+        ring.drainer = ring.loop.call_later(SETTINGS.drain_interval, _tick, ring)
+
+
+def drain_soon(ring: Ring) -> None:
+    """Called on the ring's loop past the high-water mark: drain now, not at the tick."""
+    ring.wake_pending = False
+    hand_off(ring)
+
+
+async def _flush_at_shutdown(ring: Ring) -> None:
     loop = ring.loop
     try:
-        while True:
-            waker = loop.create_future()
-            ring.waker = waker
-            timer = loop.call_later(SETTINGS.drain_interval, _wake, waker)
-            try:
-                await waker
-            finally:
-                timer.cancel()
-                ring.waker = None
-            hand_off(ring)
+        await loop.create_future()  # until cancelled: asyncio.run / Runner.close cancel it
     finally:
-        # Cancelled when the loop shuts down (the end of asyncio.run): hand off what is
-        # pending and wait for the writer, so that when asyncio.run returns the events are
-        # in the sinks. The loop is ending; a bounded wait here delays nobody's work.
-        ring.drainer = None
+        # The loop is ending: hand off what is pending and wait for the writer, so that when
+        # asyncio.run returns the events are in the sinks. A bounded wait delays no work.
         hand_off(ring)
         if loop.is_running() and WRITER.running():  # not when closed at interpreter exit
             try:
@@ -201,11 +211,6 @@ async def _drain_forever(ring: Ring) -> None:
                 logger.warning("ascope: the writer did not finish within %ss at loop "
                                "shutdown; the rest is written in the background",
                                SHUTDOWN_WAIT)
-
-
-def _wake(waker: asyncio.Future[None]) -> None:
-    if not waker.done():
-        waker.set_result(None)
 
 
 def hand_off(ring: Ring, wait: bool = False) -> None:
@@ -339,11 +344,6 @@ class Writer:
                 if ring.buffer:
                     self.deliver(ring, ring.take())
                 retire(loop)
-            elif ring.drainer is None and ring.buffer and loop.is_running():
-                try:
-                    loop.call_soon_threadsafe(start_drainer, ring)
-                except RuntimeError:  # closed in the meantime
-                    pass
 
     def deliver(self, ring: Ring, batch: Sequence[tuple[Any, ...]]) -> None:
         if not batch:
@@ -480,8 +480,6 @@ async def flush() -> None:
     ring = _rings.get(loop)
     if ring is not None:
         hand_off(ring)
-        if ring.drainer is None:
-            start_drainer(ring)
     await asyncio.wrap_future(WRITER.barrier(), loop=loop)
 
 

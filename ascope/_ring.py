@@ -58,9 +58,10 @@ class Ring:
         "label",
         "lock",
         "loop",
+        "sentinel",
         "sink_errors",
         "thread_id",
-        "waker",
+        "wake_pending",
     )
 
     def __init__(self, loop: Any, capacity: int, overflow: str, high_water: float,
@@ -75,8 +76,9 @@ class Ring:
         self.dropped = 0
         self.drained = 0
         self.sink_errors = 0
-        self.waker: Any = None  # a future the drainer sleeps on; set to wake it early
-        self.drainer: Any = None  # the drain task, once started
+        self.drainer: Any = None  # the loop timer that drains this ring, once started
+        self.sentinel: Any = None  # the task whose cancellation at loop shutdown flushes
+        self.wake_pending = False  # a drain_soon is scheduled on the loop
         self.lock = threading.Lock()
 
     def put_slow(self, event: tuple[Any, ...]) -> None:
@@ -92,16 +94,19 @@ class Ring:
         self.wake()
 
     def wake(self) -> None:
-        waker = self.waker
-        if waker is None or waker.done():
+        """Have the loop drain this ring soon (once, however many events pass the mark)."""
+        if self.wake_pending or self.loop is None:
             return
-        if threading.get_ident() == self.thread_id:
-            waker.set_result(None)
-        else:
-            try:
-                self.loop.call_soon_threadsafe(_wake, waker)
-            except RuntimeError:  # the loop closed; the writer sweeps this ring
-                pass
+        self.wake_pending = True
+        from ._pipeline import drain_soon  # here: _pipeline imports this module
+
+        try:
+            if threading.get_ident() == self.thread_id:
+                self.loop.call_soon(drain_soon, self)
+            else:
+                self.loop.call_soon_threadsafe(drain_soon, self)
+        except RuntimeError:  # the loop closed; the writer sweeps this ring
+            self.wake_pending = False
 
     def take(self) -> list[tuple[Any, ...]]:
         """Remove and return everything pending, counting it as drained."""
@@ -132,8 +137,3 @@ class Ring:
             pending = len(self.buffer)
             return RingStats(self.label, self.drained + self.dropped + pending, self.drained,
                              self.dropped, pending, self.sink_errors)
-
-
-def _wake(waker: Any) -> None:
-    if not waker.done():
-        waker.set_result(None)
