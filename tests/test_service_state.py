@@ -279,3 +279,31 @@ def test_nested_calls_belong_to_the_callback() -> None:
     start = captured.of_kind("service_callback_start")[0]
     entry = captured.of_kind("function_entry")[0]
     assert entry.parent_id == start.correlation_id
+
+
+def test_wrong_arguments_and_unusual_receiver_names(run: Run) -> None:
+    """A callback called with arguments it does not take raises TypeError at the call (async
+    ones included); a receiver not named self is the instance all the same."""
+    @ascope.instrument(state=True)
+    class Odd:
+        def __init__(this) -> None:
+            this.n = 0
+
+        async def bump(this, by: int) -> int:
+            this.n += by
+            return this.n
+
+    async def main() -> list[ascope.Event]:
+        odd = Odd()
+        async with capture() as captured:
+            with pytest.raises(TypeError, match="bump"):
+                odd.bump()  # type: ignore[call-arg]
+            assert await odd.bump(2) == 2
+        return captured.events
+
+    events = run(main())
+    assert [entry[0] for entry in story(events)] == ["start", "success", "state", "complete"]
+    start = events[0]
+    assert start.data["args"]["by"] == 2
+    change = next(e for e in events if e.kind == "state_change")
+    assert (change.data["before"], change.data["after"]) == ({"n": 0}, {"n": 2})

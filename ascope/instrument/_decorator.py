@@ -339,7 +339,7 @@ def wrap_function(function: Callable[..., Any], options: InstrumentOptions) -> A
     impl = function
     if options.ast:
         impl = rewritten(function, options)
-    parameters = _parameters(function, options.args)
+    parameters = parameters_of(function, options.args)
     bind: Any = None
     if options.args and parameters.args.startswith("@bind"):
         bind = make_binder(function) or _list_args
@@ -619,18 +619,18 @@ class _Parameters(NamedTuple):
     args: str  # the expression the captured arguments are (a dict display, or a bind call)
 
 
-_PACKED = _Parameters("*@args, **@kwargs", "*@args, **@kwargs", "@bind(@args, @kwargs)")
+PACKED = _Parameters("*@args, **@kwargs", "*@args, **@kwargs", "@bind(@args, @kwargs)")
 
 
-def _parameters(function: Any, capture_args: bool) -> _Parameters:
+def parameters_of(function: Any, capture_args: bool) -> _Parameters:
     """The wrapper's parameter list: the function's own when it has a plain one."""
     if (type(function) is not types.FunctionType or "__wrapped__" in vars(function)
             or "__signature__" in vars(function)):
-        return _PACKED if capture_args else _PACKED._replace(args="None")
+        return PACKED if capture_args else PACKED._replace(args="None")
     try:
         signature = inspect.signature(function, follow_wrapped=False)
     except (TypeError, ValueError):
-        return _PACKED if capture_args else _PACKED._replace(args="None")
+        return PACKED if capture_args else PACKED._replace(args="None")
     P = inspect.Parameter
     params: list[str] = []
     call: list[str] = []
@@ -639,7 +639,7 @@ def _parameters(function: Any, capture_args: bool) -> _Parameters:
     for parameter in signature.parameters.values():
         name, kind = parameter.name, parameter.kind
         if not name.isidentifier() or name.startswith("__ascope_"):
-            return _PACKED if capture_args else _PACKED._replace(args="None")
+            return PACKED if capture_args else PACKED._replace(args="None")
         if previous is P.POSITIONAL_ONLY and kind is not P.POSITIONAL_ONLY:
             params.append("/")
         if kind is P.KEYWORD_ONLY and previous not in (P.KEYWORD_ONLY, P.VAR_POSITIONAL):
@@ -682,22 +682,30 @@ def _skips_receiver(function: Any, first: str, signature: inspect.Signature) -> 
 def _build(kind: str, function: Any, impl: Any, module: str, label: str, bind: Any,
            keep: bool, sample: float, parameters: _Parameters) -> Any:
     """Generate, compile and build the wrapper of ``kind`` for ``function``."""
+    environment = dict(zip(_ENV, (
+        function, impl, module, label, bind, keep, sample, _STATE, _current, _random,
+        _entry, _exit, _fail, _resume_args, BaseException, StopIteration,
+        StopAsyncIteration, GeneratorExit), strict=True))
+    return generate_wrapper(_TEMPLATES[kind], function, environment, parameters)
+
+
+def generate_wrapper(template: str, function: Any, environment: dict[str, Any],
+                     parameters: _Parameters) -> Any:
+    """Compile ``template`` (a def, indented 4, using ``$name $params $call $args $off``
+    and ``@name`` for each key of ``environment``) into a wrapper of ``function``."""
     name = getattr(function, "__name__", "")
     if not (isinstance(name, str) and name.isidentifier()) or name.startswith("__ascope_"):
         name = "instrumented"
-    body = (_TEMPLATES[kind]
+    body = (template
             .replace("$name", name).replace("$params", parameters.params)
             .replace("$call", parameters.call).replace("$args", parameters.args)
             .replace("$off", _OFF).replace("@", "__ascope_"))
-    factory = "".join(["def __ascope_make(", ", ".join("__ascope_" + n for n in _ENV), "):",
-                       body, f"    return {name}\n"])
+    factory = "".join(["def __ascope_make(", ", ".join("__ascope_" + n for n in environment),
+                       "):", body, f"    return {name}\n"])
     namespace: dict[str, Any] = {}
-    exec(compile(factory, f"<ascope.instrument {kind} wrapper>", "exec"), namespace)
-    wrapper = namespace["__ascope_make"](
-        function, impl, module, label, bind, keep, sample, _STATE, _current, _random,
-        _entry, _exit, _fail, _resume_args, BaseException, StopIteration,
-        StopAsyncIteration, GeneratorExit)
-    if parameters is not _PACKED and parameters.params != _PACKED.params:
+    exec(compile(factory, "<ascope.instrument wrapper>", "exec"), namespace)
+    wrapper = namespace["__ascope_make"](*environment.values())
+    if parameters.params != PACKED.params:
         wrapper.__defaults__ = function.__defaults__
         wrapper.__kwdefaults__ = function.__kwdefaults__
     return wrapper

@@ -22,7 +22,9 @@ methods have no instance state and get plain call capture too.
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import types
 import weakref
 from typing import Any
 
@@ -30,12 +32,16 @@ from .. import _context as _c
 from .. import _values
 from .. import runtime as _rt
 from ._decorator import (
+    PACKED,
     InstrumentOptions,
+    _list_args,
     callable_kind,
     finish_wrapper,
+    generate_wrapper,
     is_instrumented,
     make_binder,
     mark_instrumented,
+    parameters_of,
     rewritten,
     wrap_function,
 )
@@ -105,34 +111,61 @@ def instrument_service(cls: type, options: InstrumentOptions) -> type:
         if not callable(value) or isinstance(value, type) or is_instrumented(value):
             continue
         kind = callable_kind(value)
-        if kind in ("generator", "async_generator") or not hasattr(value, "__get__"):
+        if kind in ("generator", "async_generator") or not _takes_receiver(value):
             setattr(cls, attr, wrap_function(value, plain))
         else:
             setattr(cls, attr, _callback_wrapper(value, attr, kind, options, watched, label))
     return cls
 
 
+def _takes_receiver(function: Any) -> bool:
+    """Whether ``function`` can be a method: a function with a first parameter."""
+    if not isinstance(function, types.FunctionType):
+        return False
+    try:
+        first = next(iter(inspect.signature(function, follow_wrapped=False).parameters.values()))
+    except (StopIteration, TypeError, ValueError):
+        return False
+    return first.kind is not inspect.Parameter.KEYWORD_ONLY and first.kind is not (
+        inspect.Parameter.VAR_KEYWORD)
+
+
+def _receiver(function: Any) -> str:
+    """The expression naming the instance in a wrapper with ``function``'s parameters."""
+    first = next(iter(inspect.signature(function, follow_wrapped=False).parameters.values()))
+    return f"{first.name}[0]" if first.kind is inspect.Parameter.VAR_POSITIONAL else first.name
+
+
+_CALLBACK = """
+    $async def $name($params):
+        if not @state.on or not @current.get()[5]:
+            return $await @function($call)
+        @service, @cid, @before = @opened($self, $args)
+        try:
+            @value = $await @impl($call)
+        except @BaseException as @error:
+            @failed(@cid, @service, @callback, @error)
+            @closed($self, @service, @cid, @before)
+            raise
+        @succeeded(@cid, @service, @callback, @value if @keep else None)
+        @closed($self, @service, @cid, @before)
+        return @value
+"""
+
+
 def _callback_wrapper(function: Any, callback: str, kind: str, options: InstrumentOptions,
                       watched: tuple[str, ...] | None, label: str | None) -> Any:
-    state, current = _c.STATE, _c.current
-    start, success = _rt.report_service_callback_start, _rt.report_service_callback_success
-    error_, complete = _rt.report_service_callback_error, _rt.report_service_callback_complete
+    start, complete = _rt.report_service_callback_start, _rt.report_service_callback_complete
     state_change, take = _rt.report_state_change, snapshot
-    impl = rewritten(function, options) if options.ast else function
-    bind = make_binder(function) if options.args else None
-    keep_result = options.result
-    base_exception = BaseException
     initial = callback == "__init__"
 
     def name_of(instance: Any) -> str:
         name = service_name(instance)
         return name if label is None else label + name[name.find("#"):]
 
-    def opened(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-               ) -> tuple[str, int | None, Any]:
+    def opened(instance: Any, args: Any) -> tuple[str, int | None, Any]:
         service = name_of(instance)
-        cid = start(service, callback, None if bind is None else bind((instance, *args),
-                                                                       kwargs))
+        cid = start(service, callback, args)
         return service, cid, ({} if initial else take(instance, watched))
 
     def closed(instance: Any, service: str, cid: int | None, before: Any) -> None:
@@ -141,36 +174,20 @@ def _callback_wrapper(function: Any, callback: str, kind: str, options: Instrume
             state_change(service, before, after)
         complete(cid, service, callback)
 
-    if kind == "coroutine":
-        async def async_callback(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if not state.on or not current.get()[5]:
-                return await function(self, *args, **kwargs)
-            service, cid, before = opened(self, args, kwargs)
-            try:
-                value = await impl(self, *args, **kwargs)
-            except base_exception as error:
-                error_(cid, service, callback, error)
-                closed(self, service, cid, before)
-                raise
-            success(cid, service, callback, value if keep_result else None)
-            closed(self, service, cid, before)
-            return value
-
-        return mark_instrumented(finish_wrapper(async_callback, function))
-
-    def sync_callback(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not state.on or not current.get()[5]:
-            return function(self, *args, **kwargs)
-        service, cid, before = opened(self, args, kwargs)
-        try:
-            value = impl(self, *args, **kwargs)
-        except base_exception as error:
-            error_(cid, service, callback, error)
-            closed(self, service, cid, before)
-            raise
-        success(cid, service, callback, value if keep_result else None)
-        closed(self, service, cid, before)
-        return value
-
-    return mark_instrumented(finish_wrapper(sync_callback, function))
-
+    parameters = parameters_of(function, options.args)
+    packed = parameters.params == PACKED.params
+    receiver = "@args[0]" if packed else _receiver(function)
+    template = (_CALLBACK.replace("$self", receiver)
+                .replace("$async ", "async " if kind == "coroutine" else "")
+                .replace("$await ", "await " if kind == "coroutine" else ""))
+    environment = {
+        "function": function,
+        "impl": rewritten(function, options) if options.ast else function,
+        "bind": (make_binder(function) or _list_args) if packed and options.args else None,
+        "state": _c.STATE, "current": _c.current, "opened": opened, "closed": closed,
+        "failed": _rt.report_service_callback_error,
+        "succeeded": _rt.report_service_callback_success,
+        "callback": callback, "keep": options.result, "BaseException": BaseException,
+    }
+    wrapper = generate_wrapper(template, function, environment, parameters)
+    return mark_instrumented(finish_wrapper(wrapper, function))
