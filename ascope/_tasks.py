@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+import types
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -75,7 +76,43 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
         return task
 
     ascope_task_factory.ascope_delegate = delegate  # type: ignore[attr-defined]
-    return ascope_task_factory
+    constructor = _eager_constructor(delegate)
+    if constructor is None:
+        return ascope_task_factory
+    return _EagerLookalike(ascope_task_factory, delegate, constructor)
+
+
+# anyio (and any library doing the same) recognises a factory made by
+# asyncio.create_eager_task_factory by its code object, and then builds its tasks with the
+# factory's task constructor, not eagerly: its cancel scopes need that. Wrapping such a
+# factory would hide it and change how those tasks start, so ascope's wrapper shows the
+# same code object and a closure whose constructor records the task like the factory does.
+_EAGER_CODE = getattr(getattr(asyncio, "eager_task_factory", None), "__code__", None)
+
+
+def _eager_constructor(delegate: Any) -> Any:
+    if _EAGER_CODE is None or getattr(delegate, "__code__", None) is not _EAGER_CODE:
+        return None
+    closure = getattr(delegate, "__closure__", None)
+    return closure[0].cell_contents if closure else None
+
+
+class _EagerLookalike:
+    """ascope's factory over an eager task factory, recognisable as one (see above)."""
+
+    __code__ = _EAGER_CODE
+
+    def __init__(self, factory: TaskFactory, delegate: Any, constructor: Any) -> None:
+        self._factory = factory
+        self.ascope_delegate = delegate
+        tracked = make_task_factory(
+            lambda loop, coro, **kwargs: constructor(coro, loop=loop, **kwargs))
+        self.__closure__ = (types.CellType(
+            lambda coro, *, loop, **kwargs: tracked(loop, coro, **kwargs)),)
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
+                 **kwargs: Any) -> Any:
+        return self._factory(loop, coro, **kwargs)
 
 
 def _task_done(frame: _c.Frame, task: asyncio.Future[Any]) -> None:

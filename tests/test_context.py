@@ -264,13 +264,6 @@ def test_context_functions_are_harmless_while_off() -> None:
 # -- inheritance and isolation, construct by construct ---------------------------------------
 
 
-ANYIO_EAGER_BUG = (
-    "core bug: anyio recognises asyncio's eager task factory by its code object and then "
-    "builds its tasks non-eagerly; wrapped by ascope's factory it is not recognised, tasks "
-    "start eagerly and anyio's cancel scopes fail ('Attempted to exit a cancel scope that "
-    "isn't the current task's current cancel scope')")
-
-
 def check_child(events: list[ascope.Event], label: str, parent_cid: int | None) -> None:
     """The child's marks descend from ``parent_cid``, and its leaked entry stays its own."""
     first = marked(events, label)
@@ -442,10 +435,10 @@ def test_timeout_block(run: Run) -> None:
     assert marked(events, "timing-out").correlation_id == cid
 
 
-def test_anyio_task_group(run: Run, loop_kind: str, request: pytest.FixtureRequest) -> None:
-    """anyio task groups (on the asyncio backend): children descend from the caller."""
-    if loop_kind == "eager":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ANYIO_EAGER_BUG))
+def test_anyio_task_group(run: Run) -> None:
+    """anyio task groups (on the asyncio backend): children descend from the caller. With
+    the eager task factory too: anyio recognises ascope's wrapper as an eager factory and
+    builds its tasks non-eagerly through it, as it would without ascope."""
     async def main() -> tuple[int, Any, list[ascope.Event]]:
         async with capture() as captured:
             cid = await open_parent()
