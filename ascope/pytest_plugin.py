@@ -26,7 +26,8 @@ test, and *no* scope for fixtures of a broader scope. Tasks inherit that frame. 
   (that capture is closed), never into another test;
 - a server started by a module- or session-scoped fixture has no scope: what it does
   while a test runs belongs to that test (``capture()`` takes unscoped events emitted
-  during its window, and only those emitted after it opened);
+  during its window, and only those emitted after it opened) — except while such a
+  fixture is being set up: shared set-up is nobody's test, and is left out;
 - each pytest-xdist worker is a process of its own: captures live in its memory, ids
   carry a random per-process prefix, and nothing is written to a shared file.
 
@@ -65,6 +66,7 @@ import functools
 import inspect
 import os
 import threading
+import time
 import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -192,6 +194,9 @@ class _TestRun:
         self.scope: tuple[Any, ...] = ()
         self._restore_settings: dict[str, Any] = {}
         self._cache: tuple[int, list[Event]] | None = None
+        # When module/session-scoped fixtures were being set up during this test's window:
+        # what they do then is shared set-up, not the test's doing.
+        self.shared_setup: list[tuple[int, int]] = []
 
     def open(self) -> None:
         settings = {key: value for key, value in self.options.items()
@@ -222,6 +227,9 @@ class _TestRun:
         key = len(collected)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
+        if self.shared_setup:
+            collected = [event for event in collected if not any(
+                start <= event.ts_ns <= end for start, end in self.shared_setup)]
         events = collected if self.options.get("runner_tasks") else self._drop_runner_tasks(
             collected)
         if self.options.get("deterministic"):
@@ -316,6 +324,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any],
     func = fixturedef.func
     previous = _c.current.get()
     wrapped = _wrap_async(func, scope)
+    started = time.perf_counter_ns()
     try:
         if wrapped is not None:
             # The runner's task for the fixture is spawned from here: mark it as the
@@ -328,6 +337,8 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any],
     finally:
         fixturedef.func = func  # type: ignore[misc]
         _c.current.set(previous)
+        if scope is None:
+            run.shared_setup.append((started, time.perf_counter_ns()))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -592,3 +594,37 @@ def test_session_sinks_per_xdist_worker(inner: pytest.Pytester) -> None:
     entries = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     calls = [e["data"]["function"] for e in entries if e["kind"] == "function_entry"]
     assert sorted(calls) == sorted(f"f{i}" for i in range(8) for _ in range(3))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _doc_modules() -> dict[str, str]:
+    """The Python blocks of docs/testing.md, by the file name on their first line."""
+    text = (ROOT / "docs" / "testing.md").read_text()
+    modules = {}
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL):
+        first, _, body = block.partition("\n")
+        assert re.fullmatch(r"# test_\w+\.py", first), f"unnamed docs block: {first!r}"
+        modules[first[2:-3]] = body
+    return modules
+
+
+def test_docs_examples_run(inner: pytest.Pytester) -> None:
+    """Every code block of docs/testing.md is a test module; they all pass, next to the
+    example service."""
+    modules = _doc_modules()
+    assert len(modules) >= 6
+    inner.makepyfile(service=(ROOT / "examples" / "service.py").read_text(), **modules)
+    result = inner.runpytest()
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= len(modules), result.stdout.str()
+    result.assert_outcomes(passed=outcomes["passed"])
+
+
+def test_example_test_file_runs(inner: pytest.Pytester) -> None:
+    """``examples/test_example_service.py``, copied as a user would, passes."""
+    inner.makepyfile(
+        service=(ROOT / "examples" / "service.py").read_text(),
+        test_example_service=(ROOT / "examples" / "test_example_service.py").read_text())
+    inner.runpytest().assert_outcomes(passed=6)
