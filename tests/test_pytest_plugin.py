@@ -165,6 +165,8 @@ ASYNCIO_TESTS = """
         assert_no_errors(ascope_events)
         # The runner's own tasks are not the test's doing.
         assert "test_captures_everything" not in ascope_events.render()
+        assert type(asyncio.get_running_loop()).__module__.split(".")[0] in (
+            "asyncio", "uvloop")
 
     {test_marker}
     async def test_second_test_sees_only_its_own(client, ascope_events):
@@ -174,18 +176,31 @@ ASYNCIO_TESTS = """
 """
 
 
+LOOP_FACTORIES = """
+import asyncio
+
+import uvloop
+
+
+def pytest_asyncio_loop_factories(config, item):
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+"""
+
+
 @pytest.mark.parametrize("mode", ["strict", "auto"])
 def test_pytest_asyncio_modes(inner: pytest.Pytester, mode: str) -> None:
-    """Under pytest-asyncio (strict and auto mode) the fixture holds the test body's calls,
-    its async fixtures' calls, its tasks and the ASGI app's request tree, and no other
-    test's."""
+    """Under pytest-asyncio (strict and auto mode, on asyncio and uvloop loops) the fixture
+    holds the test body's calls, its async fixtures' calls, its tasks and the ASGI app's
+    request tree, and no other test's."""
     _ini(inner, f"asyncio_mode = {mode}")
+    inner.makeconftest(LOOP_FACTORIES)
     strict = mode == "strict"
     inner.makepyfile(test_modes=ASYNCIO_TESTS.format(
         marker="@pytest_asyncio.fixture" if strict else "@pytest.fixture",
         test_marker="@pytest.mark.asyncio" if strict else ""))
-    result = inner.runpytest()
-    result.assert_outcomes(passed=2)
+    result = inner.runpytest("-v")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*test_captures_everything[[]uvloop[]] PASSED*"])
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
@@ -311,6 +326,39 @@ def test_anyio_task_left_running_by_a_fixture(inner: pytest.Pytester) -> None:
             leftover[0].cancel()
     """)
     inner.runpytest().assert_outcomes(passed=2)
+
+
+def test_shared_fixture_setup_belongs_to_no_test(inner: pytest.Pytester) -> None:
+    """What a module-scoped fixture does while being set up (during the first test's
+    window) is not in that test's events; what the fixture's objects do later is."""
+    inner.makepyfile(test_shared_setup="""
+        import pytest
+        import pytest_asyncio
+        from ascope import runtime as rt
+
+        class Cache:
+            def get(self):
+                cid = rt.report_function_entry("app.cache", "get")
+                rt.report_function_exit(cid)
+
+        @pytest_asyncio.fixture(scope="module", loop_scope="module")
+        async def cache():
+            cid = rt.report_function_entry("app.cache", "warm_up")
+            rt.report_function_exit(cid)
+            return Cache()
+
+        @pytest.fixture(scope="module")
+        def settings():
+            cid = rt.report_function_entry("app.settings", "load")
+            rt.report_function_exit(cid)
+
+        @pytest.mark.asyncio(loop_scope="module")
+        async def test_first(settings, cache, ascope_events):
+            cache.get()
+            assert [n.name for n in ascope_events.calls()] == ["app.cache:get"]
+            assert "app.cache:warm_up" in [n.name for n in ascope_events.raw().calls()]
+    """)
+    inner.runpytest().assert_outcomes(passed=1)
 
 
 def test_real_server_in_a_session_fixture(inner: pytest.Pytester) -> None:
