@@ -33,7 +33,8 @@ from typing import Any
 
 VARIANTS = ("baseline", "ascope", "otel")
 # Diagnostic variants (``--variants``): where the cost of the ascope variant goes.
-EXTRA_VARIANTS = ("ascope-off", "ascope-nosink", "ascope-memory", "ascope-notasks")
+EXTRA_VARIANTS = ("ascope-off", "ascope-nosink", "ascope-memory", "ascope-notasks",
+                  "ascope-discard")
 
 
 # -- the servers (run in child processes) -----------------------------------------------------
@@ -64,9 +65,13 @@ def build_app(variant: str, store: str | None) -> Any:
 
         sinks = {"ascope": [f"sqlite:{store}"], "ascope-nosink": [],
                  "ascope-memory": ["memory:"], "ascope-off": [],
-                 "ascope-notasks": [f"sqlite:{store}"]}[variant]
+                 "ascope-notasks": [f"sqlite:{store}"], "ascope-discard": []}[variant]
         ascope.configure(sinks=sinks)
         app.add_middleware(AscopeMiddleware, enable=variant != "ascope-off")
+        if variant == "ascope-discard":  # diagnostic: the loop's side only, no writer work
+            from ascope import _pipeline
+
+            _pipeline.WRITER.submit = lambda ring, batch: None  # type: ignore[method-assign]
 
     elif variant == "otel":
         from opentelemetry import trace

@@ -575,3 +575,50 @@ def test_long_path_and_header_values_are_bounded(server: Any) -> None:
     assert len(repr(start.data)) < 2000
     assert start.data["path"]["$len"] == len(f"/api/v1/users/{long_name}")
     assert start.data["headers"]["user-agent"] == "u" * 64 + "..."
+
+
+def test_escaping_exception_is_the_same_object_and_cancellation_is_recorded() -> None:
+    """Called directly: the exception the app raises comes out of the middleware as the
+    very same object (after an error event and a 500 completion), and a request whose
+    task is cancelled completes with outcome "cancelled" and stays cancelled."""
+    failure = LookupError("missing")
+    started = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/fail":
+            raise failure
+        started.set()
+        await asyncio.sleep(3600)
+
+    middleware = AscopeMiddleware(app, enable=False, integrations=False)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        return None
+
+    def scope(path: str) -> dict[str, Any]:
+        return {"type": "http", "method": "GET", "path": path, "query_string": b"",
+                "headers": [], "root_path": ""}
+
+    async def drive() -> None:
+        with pytest.raises(LookupError) as raised:
+            await middleware(scope("/fail"), receive, send)
+        assert raised.value is failure
+        task = asyncio.create_task(middleware(scope("/hang"), receive, send))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with ascope.testing.capture() as captured:
+        asyncio.run(drive())
+    failed = tree_of(captured.events,
+                     one(captured.events, "http_request_start", path="/fail").correlation_id)
+    assert kinds(failed) == ["http_request_start", "error", "http_request_complete"]
+    assert one(failed, "http_request_complete").data["status"] == 500
+    hung = tree_of(captured.events,
+                   one(captured.events, "http_request_start", path="/hang").correlation_id)
+    assert one(hung, "http_request_complete").data["outcome"] == "cancelled"
+    assert "error" not in kinds(hung)
