@@ -213,6 +213,11 @@ def test_same_results_and_exceptions(function: Any, args: tuple[Any, ...],
     assert got == expected
 
 
+@functools.cache
+def _bounded_copy(function: Any) -> Any:
+    return rewrite(function, loop_head=2, loop_tail=1)
+
+
 @given(st.one_of(st.integers(-20, 20), st.text(max_size=3), st.none(),
                  st.lists(st.integers(-5, 5), max_size=6),
                  st.dictionaries(st.sampled_from(["action", "x", "y"]), st.integers(0, 3))))
@@ -222,7 +227,7 @@ def test_same_behaviour_on_arbitrary_inputs(value: Any) -> None:
     for function in (C.branches, C.loops, C.matching, C.walrus, C.comprehensions,
                      C.matching_no_default, C.expressions):
         expected = outcome(functools.partial(function, value))
-        got, _ = run(rewrite(function, loop_head=2, loop_tail=1), value)
+        got, _ = run(_bounded_copy(function), value)
         assert got == expected, function.__name__
 
 
@@ -740,3 +745,31 @@ def test_source_changed_since_import_gives_none(tmp_path: Any,
         assert rewrite_function(module.f) is None
     finally:
         monkeypatch.delitem(__import__("sys").modules, "edited_module")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_node_map_marked_unsent_in_a_forked_child() -> None:
+    """A forked child is another process: its copies will send their maps again."""
+    import os
+
+    copy = rewrite(C.counted)
+    _, events = run(copy, 1)
+    assert of(events, "ast_node_map")
+    flag = copy.__closure__[copy.__code__.co_freevars.index("_ascope__need_map")]
+    assert flag.cell_contents is False
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        # 3.12+ warns about forking a threaded process; the child only reads a cell.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.write(write, b"1" if flag.cell_contents is True else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert answer == b"1"
+    assert flag.cell_contents is False  # the parent already sent it

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 from collections.abc import Callable
 from types import CellType
 from typing import Any
@@ -45,6 +46,19 @@ _SIZED = frozenset({list, tuple, range, dict, set, frozenset, str, bytes, bytear
 # (``ValueLimits.max_length``/``max_items``) never cut one short.
 NODES_PER_MAP_EVENT = 16
 
+# The "node map not sent yet" flag of every rewritten function: a forked child is a new
+# process whose store may not have the maps, so it sends each one again.
+_MAP_FLAGS: list[CellType] = []
+
+
+def _resend_maps_after_fork() -> None:
+    for flag in _MAP_FLAGS:
+        flag.cell_contents = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_resend_maps_after_fork)
+
 # Fields of a comprehension clause's run state (a list, mutated in place per iteration).
 _N, _REC, _LO, _HI, _TAIL, _PARENT, _NID, _LINE, _TYPE, _NAMES = range(10)
 
@@ -58,6 +72,7 @@ def make_helpers(loop_head: int, loop_tail: int, node_map: list[dict[str, Any]],
     """
     head, tail = loop_head, loop_tail
     need_map = CellType(True)
+    _MAP_FLAGS.append(need_map)
 
     def emit_map() -> None:
         if not _rt.enabled():
