@@ -187,7 +187,7 @@ class _HeaderSelection:
                 selected[entry[0]] = _REDACTED
             else:
                 text = value.decode("latin-1")
-                selected[entry[0]] = text if len(text) <= limit else text[:limit] + "..."
+                selected[entry[0]] = text if len(text) <= limit else _capture(text)
         return selected, traceparent
 
 
