@@ -28,7 +28,7 @@ from typing import Any
 from . import _context as _c
 from . import _pipeline
 from ._events import Event
-from ._query import EventQuery, Events, Tree, TreeNode, build_tree, deterministic
+from ._query import EventQuery, Events, deterministic
 from ._testing_asserts import (
     assert_called,
     assert_no_errors,
@@ -36,6 +36,7 @@ from ._testing_asserts import (
     assert_tree,
     render_spec,
 )
+from ._tree import Tree, TreeNode, build_tree
 from .sinks import MemorySink
 
 __all__ = [
@@ -130,7 +131,7 @@ class capture(EventQuery):  # lower case: used like a function, `with capture() 
         return self.events
 
     def __repr__(self) -> str:
-        state = "open" if self._token is not None and not self.events else "closed"
+        state = "open" if _pipeline.WRITER.captures.get(self._id) is self._sink else "closed"
         return f"<ascope.testing.capture {state}, {len(self.events)} events>"
 
 

@@ -361,6 +361,44 @@ def test_shared_fixture_setup_belongs_to_no_test(inner: pytest.Pytester) -> None
     inner.runpytest().assert_outcomes(passed=1)
 
 
+def test_fixtures_and_tests_as_methods(inner: pytest.Pytester) -> None:
+    """Async fixtures and tests written as methods of a test class keep their instance
+    (the wrapper stays a method pytest can rebind), under pytest-asyncio and anyio."""
+    inner.makepyfile(test_methods="""
+        import pytest
+        import pytest_asyncio
+        from ascope import runtime as rt
+
+        class TestAsyncio:
+            @pytest_asyncio.fixture
+            async def resource(self):
+                self.opened = True
+                cid = rt.report_function_entry("tests.methods", "resource")
+                rt.report_function_exit(cid)
+                yield "r"
+
+            @pytest.mark.asyncio
+            async def test_method(self, resource, ascope_events):
+                assert self.opened and resource == "r"
+                assert [n.name for n in ascope_events.calls()] == ["tests.methods:resource"]
+
+        @pytest.mark.anyio
+        class TestAnyio:
+            @pytest.fixture
+            def anyio_backend(self):
+                return "asyncio"
+
+            @pytest.fixture
+            async def resource(self):
+                self.opened = True
+                return "r"
+
+            async def test_method(self, resource, ascope_events):
+                assert self.opened and resource == "r"
+    """)
+    inner.runpytest().assert_outcomes(passed=2)
+
+
 def test_real_server_in_a_session_fixture(inner: pytest.Pytester) -> None:
     """A uvicorn server on 127.0.0.1 started by a session-scoped async fixture (the same
     process and loop) serves two tests; each sees only the requests it made."""
