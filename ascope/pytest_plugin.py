@@ -101,7 +101,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("ascope_ast", type="bool", default=False,
                   help="ascope: AST capture for the packages in ascope_instrument")
     parser.addini("ascope_instrument", type="linelist", default=[],
-                  help="ascope: packages to instrument for tests using ascope_events")
+                  help="ascope: packages to instrument (ascope.instrument_packages) as imported")
     parser.addini("ascope_ring_size", type="string", default="",
                   help="ascope: events per loop ring during the test session")
     parser.addini("ascope_sinks", type="string", default="",

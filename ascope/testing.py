@@ -131,7 +131,10 @@ class capture(EventQuery):  # lower case: used like a function, `with capture() 
         return self.events
 
     def __repr__(self) -> str:
-        state = "open" if _pipeline.WRITER.captures.get(self._id) is self._sink else "closed"
+        if _pipeline.WRITER.captures.get(self._id) is self._sink:
+            state = "open"
+        else:
+            state = "closed" if self._opened_ns else "not started"
         return f"<ascope.testing.capture {state}, {len(self.events)} events>"
 
 
