@@ -773,3 +773,17 @@ def test_node_map_marked_unsent_in_a_forked_child() -> None:
     os.close(read)
     assert answer == b"1"
     assert flag.cell_contents is False  # the parent already sent it
+
+
+@pytest.mark.asyncio
+async def test_async_for_is_bounded_like_an_iterator() -> None:
+    """An ``async for`` (length unknown) records its first iterations and reports the
+    last ones' values in its summary."""
+    expected, _ = await run_async(A.async_with_for, 30)
+    got, events = await run_async(rewrite(A.async_with_for, loop_head=2, loop_tail=2), 30)
+    assert got == expected
+    loop = [e.data for e in of(events, "loop_iteration")
+            if e.data["node_id"].endswith(":3:asyncfor")]
+    assert [(d["loop_type"], d["iteration"]) for d in loop] == [
+        ("async_for", 1), ("async_for", 2), ("async_for_skipped", 30)]
+    assert loop[-1]["value"] == {"skipped": 26, "tail": [[29, 29], [30, 30]]}
