@@ -167,6 +167,7 @@ def _configure_session_sinks(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    _close_active()  # a test interrupted before its teardown: capture off again
     sinks = _session_restore.pop("sinks", _UNSET)
     if sinks is not _UNSET:
         _pipeline.flush_blocking()
