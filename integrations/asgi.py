@@ -22,192 +22,41 @@ ascope is counted in ``ascope.stats().internal_errors`` and never reaches the ap
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
-import time
-import traceback
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qsl
-
-import orjson
 
 from ascope import _context as _c
-from ascope import _pipeline, _values
+from ascope import _pipeline
 
 from . import _traceparent
+from ._asgi_base import (
+    _STATE,
+    DEFAULT_HEADERS,
+    SCOPE_KEY,
+    SENSITIVE_HEADERS,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    _capture,
+    _child_frame,
+    _current,
+    _emit,
+    _error_payload,
+    _HeaderSelection,
+    _internal_error,
+    _now,
+    _path_params,
+    _query_params,
+    _root_frame,
+    _route_of,
+    logger,
+)
+from ._websocket import _Channel
 
 __all__ = ["DEFAULT_HEADERS", "SENSITIVE_HEADERS", "AscopeMiddleware"]
-
-logger = logging.getLogger("ascope")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-# Request headers recorded by default; others are left out (they cost and rarely help).
-DEFAULT_HEADERS = ("host", "user-agent", "accept", "content-type", "content-length",
-                   "referer", "origin", "x-request-id", "x-forwarded-for", "traceparent",
-                   "tracestate", "authorization", "cookie", "proxy-authorization",
-                   "x-api-key")
-# Recorded as present but with the value replaced (the names also match ascope's redaction
-# words, so a header configured by the user is redacted the same way).
-SENSITIVE_HEADERS = ("authorization", "cookie", "proxy-authorization", "x-api-key",
-                     "set-cookie", "x-auth-token", "x-csrf-token")
-
-SCOPE_KEY = "ascope"  # scope entry holding the request/channel state (inner code reads it)
-
-_now = time.perf_counter_ns
-_current = _c.current
-_STATE = _c.STATE
-_REDACTED = _values.REDACTED
-_capture = _values.capture
-_snapshot = _values.snapshot
-
-
-_logged = False
-
-
-def _internal_error() -> None:
-    global _logged
-    _STATE.internal_errors += 1
-    if not _logged:
-        _logged = True
-        logger.exception("ascope: the ASGI integration failed internally; the application "
-                         "was not affected. Further failures are only counted in stats().")
-
-
-_emit = _pipeline.emit_event  # (kind, ts_ns, frame, payload): appends to the frame's ring
-
-
-def _new_ids() -> int:
-    # _c.ids is replaced in forked children: read it each time.
-    return next(_c.ids)
-
-
-def _root_frame(parent: _c.Frame, trace_id: str, now: int) -> _c.Frame:
-    """A request/connection frame: no parent id (it is the root), the caller's task."""
-    ring = parent[_c.RING]
-    if ring is None:
-        # A task ascope's factory did not create (or the loop's first event): attach the
-        # loop now (ring, drainer, task factory) so the rest of the request is fast.
-        parent = _pipeline.attach_current_loop()
-        ring = parent[_c.RING]
-    return (_new_ids(), None, parent, parent[_c.TASK], trace_id, True, parent[_c.SCOPE], now,
-            ring)
-
-
-def _child_frame(parent: _c.Frame, parent_id: Any, now: int) -> _c.Frame:
-    return (_new_ids(), parent_id, parent, parent[_c.TASK], parent[_c.TRACE], True,
-            parent[_c.SCOPE], now, parent[_c.RING])
-
-
-def _error_payload(error: BaseException, source: str) -> tuple[Any, ...]:
-    """(type, message, traceback, source) of an exception, bounded like runtime's."""
-    try:
-        message: Any = str(error)
-    except Exception:
-        message = _values.guarded_repr(error)
-    limit = _values.SETTINGS.max_string
-    if len(message) > limit:
-        message = message[:limit] + "..."
-    try:
-        frames = [[f.filename, f.lineno, f.name]
-                  for f in traceback.extract_tb(error.__traceback__, limit=32)]
-    except Exception:
-        frames = None
-    return (type(error).__qualname__, message, frames, source)
-
-
-_PLAIN = frozenset({str, int, bool, type(None)})  # floats need normalizing (nan)
-
-
-def _path_params(params: dict[str, Any]) -> Any:
-    """Path parameters: the common case (a few short scalars) copied as they are."""
-    if len(params) <= 8:
-        limit = _values.SETTINGS.max_string
-        for key, value in params.items():
-            kind = type(value)
-            if (type(key) is not str or kind not in _PLAIN
-                    or (kind is str and len(value) > limit) or _values.is_sensitive(key)
-                    or (kind is int and not -(2**63) <= value < 2**63)):
-                break
-        else:
-            return dict(params)
-    return _snapshot(params)
-
-
-def _query_params(raw: bytes) -> Any:
-    """Query parameters as a bounded, redacted dict (repeated keys become lists)."""
-    params: dict[str, Any] = {}
-    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-        if key in params:
-            previous = params[key]
-            if type(previous) is list:
-                previous.append(value)
-            else:
-                params[key] = [previous, value]
-        else:
-            params[key] = value
-    return _snapshot(params)
-
-
-class _HeaderSelection:
-    """Which request headers to record, as bytes names, and which to redact."""
-
-    __slots__ = ("names", "traceparent")
-
-    def __init__(self, names: Iterable[str], sensitive: Iterable[str]) -> None:
-        hidden = {name.lower() for name in sensitive}
-        self.names: dict[bytes, tuple[str, bool]] = {}
-        for name in names:
-            lower = name.lower()
-            self.names[lower.encode("latin-1")] = (
-                lower, lower in hidden or _values.is_sensitive(lower))
-        self.traceparent = b"traceparent"
-
-    def read(self, raw_headers: Iterable[tuple[bytes, bytes]]
-             ) -> tuple[dict[str, str], bytes | None]:
-        """(selected headers, redacted; the raw traceparent value or None)."""
-        names = self.names
-        selected: dict[str, str] = {}
-        traceparent = None
-        limit = _values.SETTINGS.max_string
-        for name, value in raw_headers:
-            entry = names.get(name)
-            if entry is None:
-                if name == b"traceparent":
-                    traceparent = value
-                continue
-            if name == b"traceparent":
-                traceparent = value
-            if entry[1]:
-                selected[entry[0]] = _REDACTED
-            else:
-                text = value.decode("latin-1")
-                selected[entry[0]] = text if len(text) <= limit else _capture(text)
-        return selected, traceparent
-
-
-def _route_of(scope: Scope) -> tuple[str | None, str | None, str | None]:
-    """(endpoint name, route template, action) from what a router left in the scope.
-
-    Used when no route handler was wrapped (a router ascope does not know): Starlette
-    and most routers store the matched route in ``scope["route"]`` and the handler in
-    ``scope["endpoint"]``.
-    """
-    route = scope.get("route")
-    endpoint = scope.get("endpoint")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    name = _values.guarded_repr(endpoint) if endpoint is not None else None
-    if endpoint is not None:
-        module = getattr(endpoint, "__module__", None)
-        qualname = getattr(endpoint, "__qualname__", None)
-        if isinstance(qualname, str):
-            name = f"{module}.{qualname}" if isinstance(module, str) else qualname
-    return name, template if isinstance(template, str) else None, None
 
 
 # -- HTTP ------------------------------------------------------------------------------------
@@ -417,227 +266,6 @@ class _Request:
                 _internal_error()
 
 
-# -- websockets ------------------------------------------------------------------------------
-
-
-class _Channel:
-    """One websocket connection: a channel with one operation per message received."""
-
-    __slots__ = ("_receive", "_send", "accepted", "close_code", "closed_by", "endpoint",
-                 "frame", "in_endpoint", "joined", "left", "message", "message_event",
-                 "middleware", "path", "received", "route", "scope", "scope_root_path", "sent",
-                 "settled", "socket_info")
-
-    def __init__(self, middleware: AscopeMiddleware, scope: Scope, parent: _c.Frame,
-                 receive: Receive, send: Send) -> None:
-        now = _now()
-        self.middleware = middleware
-        self.scope = scope
-        self.scope_root_path = scope.get("root_path", "")
-        self._receive = receive
-        self._send = send
-        self.path = _capture(scope.get("path"))
-        self.joined = False
-        self.accepted = False
-        self.settled = False  # the join was accepted or rejected
-        self.left = False
-        self.in_endpoint = False
-        self.close_code: int | None = None
-        self.closed_by: str | None = None
-        self.message: _c.Frame | None = None  # the open message operation
-        self.message_event = "text"
-        self.received = 0
-        self.sent = 0
-        self.route: str | None = None
-        self.endpoint: str | None = None
-        trace_id = None
-        selected = None
-        headers = scope.get("headers")
-        if headers:
-            selected, traceparent = middleware.headers.read(headers)
-            if traceparent is not None:
-                parsed = _traceparent.parse(traceparent)
-                if parsed is not None:
-                    trace_id = parsed.trace_id
-        self.frame = _root_frame(parent, trace_id or _traceparent.new_trace_id(), now)
-        self.socket_info = (selected, scope.get("client"),
-                            _snapshot(list(scope.get("subprotocols") or ())))
-
-    def join(self) -> None:
-        """``channel_join_start``, stamped with the connection time; sent once the route is
-        known (or at the first message exchanged)."""
-        if self.joined:
-            return
-        self.joined = True
-        headers, client, subprotocols = self.socket_info
-        query = self.scope.get("query_string")
-        frame = self.frame
-        socket = {"route": self.route, "endpoint": self.endpoint,
-                  "subprotocols": subprotocols, "client": _snapshot(client),
-                  "headers": headers}
-        _emit("channel_join_start", frame[7], frame,
-              (self.path, _query_params(query) if query else None, socket))
-
-    def _close_message(self) -> None:
-        """Close the open message's operation (its handling ends at the next receive)."""
-        message = self.message
-        if message is None:
-            return
-        self.message = None
-        now = _now()
-        _emit("channel_message_complete", now, message,
-              (self.path, self.message_event, None, now - message[7]))
-        if _current.get() is message:
-            _current.set(message[2])
-
-    async def receive(self) -> Message:
-        try:
-            if not self.joined:
-                self.join()
-            if self.message is not None:
-                self._close_message()
-        except Exception:
-            _internal_error()
-        message = await self._receive()
-        try:
-            kind = message.get("type")
-            if kind == "websocket.receive":
-                self._open_message(message)
-            elif kind == "websocket.disconnect" and self.close_code is None:
-                self.close_code = message.get("code", 1005)
-                self.closed_by = "client"
-        except Exception:
-            _internal_error()
-        return message
-
-    def _open_message(self, message: Message) -> None:
-        text = message.get("text")
-        if text is not None:
-            event, size, data = "text", len(text), _message_data(text)
-        else:
-            raw = message.get("bytes") or b""
-            event, size, data = "bytes", len(raw), _capture(raw)
-        self.received += 1
-        parent = _current.get()
-        now = _now()
-        # The message's parent is the connection, whatever else is current in the handler.
-        frame = (_new_ids(), self.frame[0], parent, parent[_c.TASK] or self.frame[_c.TASK],
-                 self.frame[_c.TRACE], True, parent[_c.SCOPE], now,
-                 parent[_c.RING] or self.frame[_c.RING])
-        self.message = frame
-        self.message_event = event
-        _current.set(frame)
-        _emit("channel_message_start", now, frame,
-              (self.path, event, {"size": size, "data": data, "index": self.received}))
-
-    async def send(self, message: Message) -> None:
-        try:
-            self._sending(message)
-        except Exception:
-            _internal_error()
-        await self._send(message)
-
-    def _sending(self, message: Message) -> None:
-        kind = message.get("type")
-        if not self.joined:
-            self.join()
-        if kind == "websocket.send":
-            text = message.get("text")
-            if text is not None:
-                data: Any = {"size": len(text), "text": _message_data(text)}
-            else:
-                raw = message.get("bytes") or b""
-                data = {"size": len(raw), "bytes": _capture(raw)}
-            self.sent += 1
-            frame = _current.get()
-            if not frame[5]:
-                return
-            if frame[_c.RING] is None:
-                frame = self.frame
-            _emit("message_send", _now(), frame, (f"websocket:{self.path}", data))
-        elif kind == "websocket.accept":
-            self.accepted = self.settled = True
-            _emit("channel_join_complete", _now(), self.frame,
-                  (self.path, {"accepted": True, "subprotocol": message.get("subprotocol")},
-                   None))
-        elif kind == "websocket.close":
-            code = message.get("code", 1000)
-            if self.close_code is None:
-                self.close_code = code
-                self.closed_by = "server"
-            if not self.settled:
-                self.settled = True
-                _emit("channel_join_complete", _now(), self.frame,
-                      (self.path, {"accepted": False, "reason": message.get("reason")}, code))
-        elif kind == "websocket.http.response.start" and not self.settled:
-            # The denial-response extension: the handshake is answered with plain HTTP.
-            self.close_code = self.close_code or 1008
-            self.closed_by = "server"
-            self.settled = True
-            _emit("channel_join_complete", _now(), self.frame,
-                  (self.path, {"accepted": False, "status": message.get("status")}, None))
-
-    def leave(self, error: BaseException | None) -> None:
-        """``channel_leave`` (with the close code) when the application returns or raises."""
-        if self.left:
-            return
-        self.left = True
-        try:
-            if not self.joined:
-                self.join()
-            if self.message is not None:
-                self._close_message()
-            now = _now()
-            frame = self.frame
-            if not self.settled:  # the app ended without accepting or closing: rejected
-                self.settled = True
-                _emit("channel_join_complete", now, frame,
-                      (self.path, {"accepted": False, "reason": "not accepted"},
-                       self.close_code))
-            if error is not None and not isinstance(error, asyncio.CancelledError):
-                _emit("error", now, frame, _error_payload(error, "asgi"))
-            if error is None:
-                outcome = "closed"
-            elif isinstance(error, asyncio.CancelledError):
-                outcome = "cancelled"
-            else:
-                outcome = "error"
-            code = self.close_code
-            if code is None and error is not None and not isinstance(error,
-                                                                     asyncio.CancelledError):
-                code = 1011  # the server closes with "internal error"
-            _emit("channel_leave", now, frame,
-                  {"path": self.path, "close_code": code, "closed_by": self.closed_by,
-                   "outcome": outcome, "accepted": self.accepted,
-                   "messages_received": self.received, "messages_sent": self.sent,
-                   "duration_ns": now - frame[7]})
-        except Exception:
-            _internal_error()
-
-    async def run_endpoint(self, handle: Callable[..., Awaitable[None]], route: Any,
-                           scope: Scope, receive: Receive, send: Send, name: str,
-                           template: str | None, action: str | None) -> None:
-        """A routed websocket: the route names the channel; the join is sent now."""
-        try:
-            self.in_endpoint = True
-            self.route = template
-            self.endpoint = name
-            self.join()
-        except Exception:
-            _internal_error()
-        await handle(route, scope, receive, send)
-
-
-def _message_data(text: str) -> Any:
-    """A text message, bounded; JSON objects are parsed so sensitive keys get redacted."""
-    if text[:1] in ("{", "[") and len(text) <= 65_536:
-        try:
-            return _snapshot(orjson.loads(text))
-        except orjson.JSONDecodeError:
-            pass
-    return _capture(text)
-
-
 # -- the middleware --------------------------------------------------------------------------
 
 
@@ -773,3 +401,4 @@ def _enable_integrations(which: bool | Iterable[str]) -> None:
     except Exception:
         logger.exception("ascope: enabling library integrations failed; requests are still "
                          "captured")
+

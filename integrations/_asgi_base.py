@@ -1,0 +1,190 @@
+"""Shared pieces of the ASGI integration: frames, header selection, value capture.
+
+``asgi.py`` (HTTP and the middleware) and ``_websocket.py`` (channels) build their own
+context frames (layout in ``ascope/_context.py``) and emit through
+``ascope._pipeline.emit_event``; the helpers they share live here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ascope import _context as _c
+from ascope import _pipeline, _values
+
+logger = logging.getLogger("ascope")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Request headers recorded by default; others are left out (they cost and rarely help).
+DEFAULT_HEADERS = ("host", "user-agent", "accept", "content-type", "content-length",
+                   "referer", "origin", "x-request-id", "x-forwarded-for", "traceparent",
+                   "tracestate", "authorization", "cookie", "proxy-authorization",
+                   "x-api-key")
+# Recorded as present but with the value replaced (the names also match ascope's redaction
+# words, so a header configured by the user is redacted the same way).
+SENSITIVE_HEADERS = ("authorization", "cookie", "proxy-authorization", "x-api-key",
+                     "set-cookie", "x-auth-token", "x-csrf-token")
+
+SCOPE_KEY = "ascope"  # scope entry holding the request/channel state (inner code reads it)
+
+_now = time.perf_counter_ns
+_current = _c.current
+_STATE = _c.STATE
+_REDACTED = _values.REDACTED
+_capture = _values.capture
+_snapshot = _values.snapshot
+
+
+_logged = False
+
+
+def _internal_error() -> None:
+    global _logged
+    _STATE.internal_errors += 1
+    if not _logged:
+        _logged = True
+        logger.exception("ascope: the ASGI integration failed internally; the application "
+                         "was not affected. Further failures are only counted in stats().")
+
+
+_emit = _pipeline.emit_event  # (kind, ts_ns, frame, payload): appends to the frame's ring
+
+
+def _new_ids() -> int:
+    # _c.ids is replaced in forked children: read it each time.
+    return next(_c.ids)
+
+
+def _root_frame(parent: _c.Frame, trace_id: str, now: int) -> _c.Frame:
+    """A request/connection frame: no parent id (it is the root), the caller's task."""
+    ring = parent[_c.RING]
+    if ring is None:
+        # A task ascope's factory did not create (or the loop's first event): attach the
+        # loop now (ring, drainer, task factory) so the rest of the request is fast.
+        parent = _pipeline.attach_current_loop()
+        ring = parent[_c.RING]
+    return (_new_ids(), None, parent, parent[_c.TASK], trace_id, True, parent[_c.SCOPE], now,
+            ring)
+
+
+def _child_frame(parent: _c.Frame, parent_id: Any, now: int) -> _c.Frame:
+    return (_new_ids(), parent_id, parent, parent[_c.TASK], parent[_c.TRACE], True,
+            parent[_c.SCOPE], now, parent[_c.RING])
+
+
+def _error_payload(error: BaseException, source: str) -> tuple[Any, ...]:
+    """(type, message, traceback, source) of an exception, bounded like runtime's."""
+    try:
+        message: Any = str(error)
+    except Exception:
+        message = _values.guarded_repr(error)
+    limit = _values.SETTINGS.max_string
+    if len(message) > limit:
+        message = message[:limit] + "..."
+    try:
+        frames = [[f.filename, f.lineno, f.name]
+                  for f in traceback.extract_tb(error.__traceback__, limit=32)]
+    except Exception:
+        frames = None
+    return (type(error).__qualname__, message, frames, source)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})  # floats need normalizing (nan)
+
+
+def _path_params(params: dict[str, Any]) -> Any:
+    """Path parameters: the common case (a few short scalars) copied as they are."""
+    if len(params) <= 8:
+        limit = _values.SETTINGS.max_string
+        for key, value in params.items():
+            kind = type(value)
+            if (type(key) is not str or kind not in _PLAIN
+                    or (kind is str and len(value) > limit) or _values.is_sensitive(key)
+                    or (kind is int and not -(2**63) <= value < 2**63)):
+                break
+        else:
+            return dict(params)
+    return _snapshot(params)
+
+
+def _query_params(raw: bytes) -> Any:
+    """Query parameters as a bounded, redacted dict (repeated keys become lists)."""
+    params: dict[str, Any] = {}
+    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        if key in params:
+            previous = params[key]
+            if type(previous) is list:
+                previous.append(value)
+            else:
+                params[key] = [previous, value]
+        else:
+            params[key] = value
+    return _snapshot(params)
+
+
+class _HeaderSelection:
+    """Which request headers to record, as bytes names, and which to redact."""
+
+    __slots__ = ("names", "traceparent")
+
+    def __init__(self, names: Iterable[str], sensitive: Iterable[str]) -> None:
+        hidden = {name.lower() for name in sensitive}
+        self.names: dict[bytes, tuple[str, bool]] = {}
+        for name in names:
+            lower = name.lower()
+            self.names[lower.encode("latin-1")] = (
+                lower, lower in hidden or _values.is_sensitive(lower))
+        self.traceparent = b"traceparent"
+
+    def read(self, raw_headers: Iterable[tuple[bytes, bytes]]
+             ) -> tuple[dict[str, str], bytes | None]:
+        """(selected headers, redacted; the raw traceparent value or None)."""
+        names = self.names
+        selected: dict[str, str] = {}
+        traceparent = None
+        limit = _values.SETTINGS.max_string
+        for name, value in raw_headers:
+            entry = names.get(name)
+            if entry is None:
+                if name == b"traceparent":
+                    traceparent = value
+                continue
+            if name == b"traceparent":
+                traceparent = value
+            if entry[1]:
+                selected[entry[0]] = _REDACTED
+            else:
+                text = value.decode("latin-1")
+                selected[entry[0]] = text if len(text) <= limit else _capture(text)
+        return selected, traceparent
+
+
+def _route_of(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """(endpoint name, route template, action) from what a router left in the scope.
+
+    Used when no route handler was wrapped (a router ascope does not know): Starlette
+    and most routers store the matched route in ``scope["route"]`` and the handler in
+    ``scope["endpoint"]``.
+    """
+    route = scope.get("route")
+    endpoint = scope.get("endpoint")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    name = _values.guarded_repr(endpoint) if endpoint is not None else None
+    if endpoint is not None:
+        module = getattr(endpoint, "__module__", None)
+        qualname = getattr(endpoint, "__qualname__", None)
+        if isinstance(qualname, str):
+            name = f"{module}.{qualname}" if isinstance(module, str) else qualname
+    return name, template if isinstance(template, str) else None, None
+
+
