@@ -18,6 +18,7 @@ import atexit
 import concurrent.futures
 import contextvars
 import logging
+import os
 import queue
 import sys
 import threading
@@ -430,6 +431,32 @@ def _close_quietly(sink: Any) -> None:
 
 
 WRITER = Writer()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child is a new process: no writer thread (threads do not survive fork),
+    locks that may have been held at the fork, the parent's pending events (the parent
+    writes those) and sink connections that must not be shared (SQLite forbids it)."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    WRITER.thread = None
+    WRITER.queue = queue.SimpleQueue()
+    WRITER._start_lock = threading.Lock()
+    WRITER.submitted = WRITER.delivered = 0
+    for ring in [*_rings.values(), _thread_ring]:
+        ring.lock = threading.Lock()
+        ring.buffer.clear()
+        ring.drained = ring.dropped = ring.sink_errors = 0
+        ring.wake_pending = False
+    _retired[:] = [0, 0, 0]
+    for slot in WRITER.sinks:
+        after_fork = getattr(slot.sink, "after_fork", None)
+        if callable(after_fork):
+            after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def retire(loop: Any) -> None:

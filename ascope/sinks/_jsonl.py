@@ -32,6 +32,10 @@ class JsonlSink:
             self._file.close()
             self._file = None
 
+    def after_fork(self) -> None:
+        """In a forked child: drop the parent's buffered handle unflushed; reopen on write."""
+        self._file = None
+
     def __repr__(self) -> str:
         return f"JsonlSink({self.path!r})"
 

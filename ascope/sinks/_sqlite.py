@@ -155,5 +155,10 @@ class SqliteSink:
             self._connection.close()
             self._connection = None
 
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's connection (SQLite connections must not
+        cross a fork; closing it here could disturb the parent's) and open a new one."""
+        self._connection = None
+
     def __repr__(self) -> str:
         return f"SqliteSink({self.path!r})"
