@@ -20,7 +20,8 @@ _ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|")
 _LINE = re.compile(r"^[-*]\s+`([a-z_][a-z0-9_]*)`\s*:\s*(`?\w+`?(?:\s*,\s*`?\w+`?)*)\s*$")
 
 # Kinds ascope itself makes outside SCHEMA (documented, with ready-made data).
-OWN_KINDS = {"ascope_error"}
+# Kinds recorded through runtime.report_event (a dict payload, no SCHEMA entry).
+OWN_KINDS = {"ascope_error", "ast_node_map"}
 
 
 def documented_kinds(text: str) -> dict[str, list[str]]:
