@@ -323,3 +323,48 @@ def test_two_processes_write_one_store(tmp_path: Path) -> None:
             assert len(events) == 20_000
             assert sorted(e.data["value"] for e in events if e.data["line"] == 7) == list(
                 range(500))
+
+
+FORKING_PROGRAM = """
+import os, sys
+import ascope
+from ascope import _pipeline
+from ascope import runtime as rt
+
+ascope.configure(sinks=["sqlite:" + sys.argv[1]])
+ascope.enable()
+rt.report_event("parent", {"n": 1})
+assert _pipeline.flush_blocking(5)
+pid = os.fork()
+if pid == 0:
+    import asyncio
+
+    async def main():
+        for n in range(500):
+            rt.report_event("child", {"n": n})
+        await asyncio.wait_for(ascope.flush(), 5)
+
+    asyncio.run(main())
+    for n in range(500, 1000):
+        rt.report_event("child", {"n": n})
+    os._exit(0 if _pipeline.flush_blocking(5) else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_writes_to_the_store(tmp_path: Path) -> None:
+    """A process that forks after enabling capture (a pre-forking server, multiprocessing's
+    fork start method): the child's events reach the store and its flush returns."""
+    path = tmp_path / "forked.db"
+    script = tmp_path / "forking.py"
+    script.write_text(FORKING_PROGRAM)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASCOPE_")}
+    completed = subprocess.run([sys.executable, str(script), str(path)], capture_output=True,
+                               text=True, env=environment, timeout=60, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "0", completed.stderr
+    with open_store(path) as store:
+        assert store.count("parent") == 1
+        assert store.count("child") == 1000
