@@ -6,6 +6,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from . import _context as _c
@@ -51,15 +52,20 @@ class disabled(contextlib.ContextDecorator):
     Other tasks keep capturing.
     """
 
-    def __init__(self) -> None:
-        self._tokens: list[Any] = []
+    # The tokens to reset live in the context, not on the instance: one instance may be
+    # entered by several tasks at once (``quiet = disabled()`` ... ``with quiet:``), and a
+    # token only resets in the context that made it.
+    _tokens: ContextVar[tuple[Any, ...]] = ContextVar("ascope.disabled", default=())
 
     def __enter__(self) -> disabled:
-        self._tokens.append(_current.set(_with_enabled(_current.get(), False)))
+        token = _current.set(_with_enabled(_current.get(), False))
+        self._tokens.set((*self._tokens.get(), token))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        _current.reset(self._tokens.pop())
+        tokens = self._tokens.get()
+        self._tokens.set(tokens[:-1])
+        _current.reset(tokens[-1])
 
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]:  # type: ignore[override]
         if inspect.iscoroutinefunction(function):

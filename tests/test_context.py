@@ -112,6 +112,35 @@ def test_disabled_nests() -> None:
         assert ascope.enabled()
 
 
+def test_one_disabled_instance_shared_by_concurrent_tasks(run: Run) -> None:
+    """A module-level `quiet = disabled()` entered by two tasks whose blocks interleave
+    across awaits: no error, each block is off inside and on after."""
+    quiet = ascope.disabled()
+
+    async def worker(name: str, go: asyncio.Event) -> tuple[bool, bool]:
+        with quiet:
+            await go.wait()
+            inside = ascope.enabled()
+            mark(name)
+        return inside, ascope.enabled()
+
+    async def main() -> tuple[list[Any], list[ascope.Event]]:
+        async with capture() as captured:
+            first, second = asyncio.Event(), asyncio.Event()
+            tasks = [asyncio.create_task(worker("w1", first)),
+                     asyncio.create_task(worker("w2", second))]
+            await asyncio.sleep(0)
+            first.set()  # w1 leaves its block while w2 is still inside its own
+            await asyncio.sleep(0)
+            second.set()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        return list(results), captured.events
+
+    results, events = run(main())
+    assert results == [(False, True), (False, True)]
+    assert of_kind(events, "expression_value") == []
+
+
 def test_disabled_as_sync_decorator() -> None:
     """@disabled() on a function: off inside each call, returns and raises as before."""
     @ascope.disabled()
