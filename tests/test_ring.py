@@ -320,7 +320,9 @@ def test_memory_stays_bounded_while_the_sink_is_stuck(run: Run) -> None:
             emit_marks(100)
             for _ in range(3):
                 await asyncio.sleep(0)  # the drainer runs (high-water wake-up)
-        return before, ascope.stats()
+        after = ascope.stats()
+        release.set()  # before the loop ends: its shutdown flush waits for the writer
+        return before, after
 
     try:
         before, after = run(main())
