@@ -384,7 +384,7 @@ class Writer:
             return
         try:
             slot.sink.write(events)
-        except Exception:
+        except BaseException:  # any (CancelledError too): the writer thread must not die
             slot.failed = True
             ring.sink_errors += len(events)
             logger.exception("ascope: sink %r failed and is disabled; its events are counted "

@@ -368,3 +368,43 @@ def test_a_forked_child_writes_to_the_store(tmp_path: Path) -> None:
     with open_store(path) as store:
         assert store.count("parent") == 1
         assert store.count("child") == 1000
+
+
+BASE_EXCEPTION_SINK_PROGRAM = """
+import asyncio, sys
+import ascope
+from ascope import runtime as rt
+
+class CancellingSink:
+    def write(self, events):
+        raise asyncio.CancelledError()  # a BaseException, as a sink using asyncio may raise
+    def close(self):
+        pass
+
+good = ascope.sinks.MemorySink()
+ascope.configure(sinks=[CancellingSink(), good])
+ascope.enable()
+
+async def main():
+    for n in range(3):
+        rt.report_event("tick", {"n": n})
+        await asyncio.wait_for(ascope.flush(), 5)
+
+asyncio.run(main())
+assert [e.data["n"] for e in good.events if e.kind == "tick"] == [0, 1, 2], good.events
+assert ascope.stats().sink_errors >= 3
+print("ok")
+"""
+
+
+def test_a_sink_raising_a_base_exception_is_disabled_too(tmp_path: Path) -> None:
+    """A sink raising a BaseException (CancelledError) is isolated like any failing sink:
+    the writer keeps going, flush() returns, the other sinks get every event."""
+    script = tmp_path / "program.py"
+    script.write_text(BASE_EXCEPTION_SINK_PROGRAM)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASCOPE_")}
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                               env=environment, timeout=60, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "ok"
+    assert "Exception in thread" not in completed.stderr
