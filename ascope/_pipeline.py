@@ -426,7 +426,7 @@ class Writer:
 def _close_quietly(sink: Any) -> None:
     try:
         sink.close()
-    except Exception:
+    except BaseException:  # runs on the writer thread, which must not die
         logger.exception("ascope: closing sink %r failed", sink)
 
 

@@ -379,7 +379,7 @@ class CancellingSink:
     def write(self, events):
         raise asyncio.CancelledError()  # a BaseException, as a sink using asyncio may raise
     def close(self):
-        pass
+        raise asyncio.CancelledError()
 
 good = ascope.sinks.MemorySink()
 ascope.configure(sinks=[CancellingSink(), good])
@@ -391,15 +391,18 @@ async def main():
         await asyncio.wait_for(ascope.flush(), 5)
 
 asyncio.run(main())
-assert [e.data["n"] for e in good.events if e.kind == "tick"] == [0, 1, 2], good.events
+ascope.configure(sinks=[good])  # closes the failing sink, whose close() raises too
+asyncio.run(main())
+assert [e.data["n"] for e in good.events if e.kind == "tick"] == [0, 1, 2] * 2, good.events
 assert ascope.stats().sink_errors >= 3
 print("ok")
 """
 
 
 def test_a_sink_raising_a_base_exception_is_disabled_too(tmp_path: Path) -> None:
-    """A sink raising a BaseException (CancelledError) is isolated like any failing sink:
-    the writer keeps going, flush() returns, the other sinks get every event."""
+    """A sink raising a BaseException (CancelledError) from write() or close() is isolated
+    like any failing sink: the writer keeps going, flush() returns, the other sinks get
+    every event."""
     script = tmp_path / "program.py"
     script.write_text(BASE_EXCEPTION_SINK_PROGRAM)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ASCOPE_")}
