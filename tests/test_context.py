@@ -282,6 +282,27 @@ def test_trace_id_is_inherited_by_tasks(run: Run) -> None:
     assert marked(run(main()), "child").trace_id == trace
 
 
+def test_initialize_context_in_a_child_does_not_touch_the_parent(run: Run) -> None:
+    """A child task that starts its own trace leaves the parent's trace and operation."""
+    async def child() -> None:
+        ascope.initialize_context("11111111111111111111111111111111")
+        mark("child")
+
+    async def main() -> tuple[int, list[ascope.Event]]:
+        async with capture() as captured:
+            ascope.initialize_context("22222222222222222222222222222222")
+            cid = await open_parent()
+            await asyncio.create_task(child())
+            assert ascope.current_correlation_id() == cid
+            mark("parent")
+        return cid, captured.events
+
+    cid, events = run(main())
+    assert marked(events, "child").trace_id == "1" * 32
+    parent = marked(events, "parent")
+    assert parent.trace_id == "2" * 32 and parent.correlation_id == cid
+
+
 def test_context_functions_are_harmless_while_off() -> None:
     """initialize_context/clear_context/current_correlation_id work with capture off."""
     ascope.initialize_context()
