@@ -32,19 +32,15 @@ from .. import _context as _c
 from .. import _values
 from .. import runtime as _rt
 from ._decorator import (
-    PACKED,
     InstrumentOptions,
-    _list_args,
     callable_kind,
     finish_wrapper,
-    generate_wrapper,
     is_instrumented,
-    make_binder,
     mark_instrumented,
-    parameters_of,
     rewritten,
     wrap_function,
 )
+from ._wrappers import PACKED, _list_args, generate_wrapper, make_binder, parameters_of
 
 __all__ = ["instrument_service", "service_name"]
 
