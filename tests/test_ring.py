@@ -119,8 +119,8 @@ def test_stats_is_frozen_and_has_the_counters() -> None:
 def test_stats_per_loop_and_total() -> None:
     """Two loops in two threads each get a ring; each ring counts its own events and the
     total counts all of them."""
-    ready = threading.Barrier(3)
-    done = threading.Barrier(3)
+    ready = threading.Barrier(3, timeout=30)  # a failing thread must not hang the others
+    done = threading.Barrier(3, timeout=30)
     labels: dict[str, str] = {}
     per_ring: dict[str, int] = {}
 
