@@ -7,12 +7,15 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from test_values import values as values_strategy
 
 import ascope
 from ascope import _pipeline
@@ -411,3 +414,26 @@ def test_a_sink_raising_a_base_exception_is_disabled_too(tmp_path: Path) -> None
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "ok"
     assert "Exception in thread" not in completed.stderr
+
+
+@given(value=values_strategy)
+def test_any_value_reads_back_from_sqlite_and_jsonl_equal(value: Any) -> None:
+    """Property: whatever value an event captured, the event read back from the SQLite store
+    and from a JSON lines file equals the one the memory sink received."""
+    with tempfile.TemporaryDirectory() as directory:
+        memory = MemorySink()
+        ascope.configure(sinks=[memory, f"sqlite:{directory}/e.db",
+                                f"jsonl:{directory}/e.jsonl"])
+        ascope.enable()
+        try:
+            rt.report_expression_value(None, "v", value, 1)
+            rt.report_event("custom", {"v": value, "w": [value, {"x": value}]})
+            assert _pipeline.flush_blocking()
+        finally:
+            ascope.disable()
+            ascope.configure(sinks=[])
+            assert _pipeline.flush_blocking()
+        with open_store(f"{directory}/e.db") as store:
+            assert store.events() == memory.events
+        assert list(read_jsonl(f"{directory}/e.jsonl")) == memory.events
+        assert len(memory.events) == 2
