@@ -149,18 +149,8 @@ KINDS = frozenset(SCHEMA)
 
 
 def build_event(raw: tuple[Any, ...], wall_offset_ns: int, node: Node) -> Event:
-    """Turn a hot-path tuple into an Event (runs in the writer thread)."""
-    kind, ts_ns, correlation_id, parent_id, task_id, trace_id, _scope, payload = raw
-    fields = SCHEMA.get(kind)
-    if fields is None:
-        data: Mapping[str, Any] = (normalize(payload) if isinstance(payload, dict)
-                                   else {"value": normalize(payload)})
-    else:
-        values = [value if type(value) in PLAIN and type(value) is not str else normalize(value)
-                  for value in payload]
-        data = dict(zip(fields, values, strict=False))
-    return _new_event(Event, (kind, ts_ns, ts_ns + wall_offset_ns, correlation_id, parent_id,
-                              task_id, trace_id, node, data))
+    """Turn one hot-path tuple into an Event (the writer uses ``build_events``)."""
+    return build_events([raw], wall_offset_ns, node)[0]
 
 
 _new_event = tuple.__new__
@@ -184,7 +174,7 @@ def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
         try:
             kind, ts_ns, correlation_id, parent_id, task_id, trace_id, _scope, payload = raw
             fields = schema_get(kind)
-            if fields is None:
+            if fields is None or type(payload) is dict:  # report_event: a ready mapping
                 data: Mapping[str, Any] = (normalize(payload) if isinstance(payload, dict)
                                            else {"value": normalize(payload)})
             else:

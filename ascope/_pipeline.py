@@ -61,7 +61,11 @@ _retired = [0, 0, 0]  # drained, dropped, sink_errors of rings whose loops have 
 _registry_lock = threading.Lock()
 
 # Seconds the end of a loop waits for the writer to write what that loop emitted.
-SHUTDOWN_WAIT = 10.0
+SHUTDOWN_WAIT = 5.0
+
+# The writer's delivered count when it was last seen stuck (no progress while waited
+# for); waits are skipped while it stays there.
+_stalled = [-1]
 
 # A scope that discards its events (used by measure_overhead to time real calls).
 DISCARD_SCOPE = ("discard",)
@@ -205,10 +209,12 @@ async def _flush_at_shutdown(ring: Ring) -> None:
         # The loop is ending: hand off what is pending and wait for the writer, so that when
         # asyncio.run returns the events are in the sinks. A bounded wait delays no work.
         hand_off(ring)
-        if loop.is_running() and WRITER.running():  # not when closed at interpreter exit
+        # Not when closed at interpreter exit, nor for a writer stuck on a sink.
+        if loop.is_running() and WRITER.running() and WRITER.delivered != _stalled[0]:
             try:
                 WRITER.barrier().result(SHUTDOWN_WAIT)
             except concurrent.futures.TimeoutError:
+                _stalled[0] = WRITER.delivered
                 logger.warning("ascope: the writer did not finish within %ss at loop "
                                "shutdown; the rest is written in the background",
                                SHUTDOWN_WAIT)
@@ -224,10 +230,15 @@ def hand_off(ring: Ring, wait: bool = False) -> None:
     if not ring.buffer:
         return
     limit = SETTINGS.backlog_limit()
-    if wait:
+    if wait and WRITER.delivered != _stalled[0]:
+        delivered = WRITER.delivered
         deadline = time.monotonic() + 1.0
         while WRITER.backlog() >= limit and time.monotonic() < deadline:
             time.sleep(0.001)
+        if WRITER.backlog() >= limit and WRITER.delivered == delivered:
+            # The writer made no progress in a second (a stuck sink): stop waiting for it
+            # until it delivers again, so a thread pays that second once, not per batch.
+            _stalled[0] = delivered
     if WRITER.backlog() >= limit:
         ring.discard()
     else:
@@ -449,6 +460,7 @@ def _after_fork_in_child() -> None:
         ring.drained = ring.dropped = ring.sink_errors = 0
         ring.wake_pending = False
     _retired[:] = [0, 0, 0]
+    _stalled[0] = -1
     for slot in WRITER.sinks:
         after_fork = getattr(slot.sink, "after_fork", None)
         if callable(after_fork):

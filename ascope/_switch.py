@@ -32,6 +32,9 @@ def enable() -> None:
     _STATE.global_sinks = True
     _STATE.recompute()
     _pipeline.attach_current_loop()
+    from . import _tasks
+
+    _tasks.install_on_new_loops()
 
 
 def disable() -> None:

@@ -64,21 +64,28 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
             _STATE.internal_errors += 1
             return create(loop, coro, **kwargs)
         context = kwargs.get("context")
-        if context is not None:
-            # The caller chose the task's context; the frame goes into that one.
-            try:
-                context.run(_current.set, child)
-            except RuntimeError:  # it is entered (the caller's own, inside ctx.run): leave it
-                pass
-            task = create(loop, coro, **kwargs)
-        else:
-            # The task copies the caller's context while being created: set the child's
-            # frame there for exactly that moment.
-            token = _current.set(child)
-            try:
+        try:
+            if context is not None:
+                # The caller chose the task's context; the frame goes into that one.
+                try:
+                    context.run(_current.set, child)
+                except RuntimeError:  # it is entered (the caller's own, in ctx.run): leave it
+                    pass
                 task = create(loop, coro, **kwargs)
-            finally:
-                _current.reset(token)
+            else:
+                # The task copies the caller's context while being created: set the child's
+                # frame there for exactly that moment.
+                token = _current.set(child)
+                try:
+                    task = create(loop, coro, **kwargs)
+                finally:
+                    _current.reset(token)
+        except BaseException as error:  # not created (create_task(42)): close its spawn
+            if recorded:
+                now = _now()
+                _pipeline.emit_event("task_exit", now, child,
+                                     ("not_created", now - start, type(error).__qualname__))
+            raise
         if recorded:
             task.add_done_callback(functools.partial(_task_done, child))
         return task
@@ -159,6 +166,34 @@ def install_task_factory(loop: asyncio.AbstractEventLoop | None = None) -> None:
     if is_ascope_factory(current):
         return
     loop.set_task_factory(make_task_factory(current))
+
+
+def install_on_new_loops() -> None:
+    """Give every loop the current event loop policy creates ascope's task factory from
+    the start (``asyncio.run``, ``asyncio.Runner`` and servers create theirs that way), so
+    that with capture switched on before the loop exists — ``enable()`` at start-up,
+    ``ASCOPE_SINKS`` — even the first tasks are tracked.
+
+    Wraps the policy object's ``new_event_loop`` once; a policy set later (uvloop.install
+    after enable) is wrapped by the next ``enable()``. Loops made without the policy
+    (``uvloop.run``'s own factory) get the factory at their first event instead.
+    """
+    policy = asyncio.get_event_loop_policy()
+    if getattr(policy, "_ascope_wraps_new_event_loop", False):
+        return
+    create = policy.new_event_loop
+
+    def new_event_loop() -> asyncio.AbstractEventLoop:
+        loop = create()
+        try:
+            if _STATE.on:
+                install_task_factory(loop)
+        except Exception:
+            _STATE.internal_errors += 1
+        return loop
+
+    policy.new_event_loop = new_event_loop  # type: ignore[method-assign]
+    policy._ascope_wraps_new_event_loop = True  # type: ignore[attr-defined]
 
 
 def uninstall_task_factory(loop: asyncio.AbstractEventLoop | None = None) -> None:

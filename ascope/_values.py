@@ -112,6 +112,8 @@ def capture_args(args: Any) -> Any:
     A tuple of scalars is kept as it is (immutable); ``normalize`` makes it a list.
     """
     kind = type(args)
+    if (kind is tuple or kind is list) and len(args) > SETTINGS.limits.max_length:
+        return capture(args)  # the bounded snapshot, ending with its $truncated marker
     if kind is tuple:
         limit = SETTINGS.max_string
         for arg in args:

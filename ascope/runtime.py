@@ -338,7 +338,9 @@ def report_event(kind: str, data: Mapping[str, Any] | None = None) -> None:
     try:
         frame = _active()
         if frame is not None:
-            _emit(_text(kind), _now(), frame, _values.capture_mapping(data) or {})
+            name = kind if type(kind) is str and len(kind) <= 128 else _values.guarded_repr(
+                kind, 128)
+            _emit(name, _now(), frame, _values.capture_mapping(data) or {})
     except Exception:
         _internal_error()
 

@@ -324,9 +324,6 @@ def test_many_tasks_each_get_one_spawn_and_one_exit(run: Run) -> None:
     assert {e.correlation_id for e in spawns} == {e.correlation_id for e in exits}
 
 
-@pytest.mark.xfail(strict=True, reason="core bug (minor): the spawn is recorded before the "
-                   "delegate factory runs; when it raises (create_task(42)), the task_spawn "
-                   "stays without a task_exit, a dangling node in task trees")
 def test_failed_task_creation_leaves_no_dangling_spawn(run: Run) -> None:
     """create_task with something that is not a coroutine raises TypeError as without
     ascope, and every recorded task_spawn has its task_exit."""
@@ -343,10 +340,6 @@ def test_failed_task_creation_leaves_no_dangling_spawn(run: Run) -> None:
     assert spawned == exited
 
 
-@pytest.mark.xfail(strict=True, reason="core gap: the task factory is installed on a loop at "
-                   "its first event, so with enable() (or ASCOPE_SINKS) before asyncio.run, the "
-                   "main task has no task id and tasks it creates before any event are plain "
-                   "tasks: no spawn/exit, no task ids, no parent links")
 def test_tasks_are_tracked_when_enable_comes_before_the_loop() -> None:
     """The zero-code path: capture switched on before asyncio.run; the main coroutine
     gathers children that report events. Each child has its own task id and a spawn."""

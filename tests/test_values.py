@@ -323,10 +323,6 @@ def test_headers_are_redacted() -> None:
 @pytest.mark.parametrize("args", [tuple(range(100)), tuple(str(n) for n in range(100)),
                                   [n for n in range(100)], tuple([n] for n in range(100))],
                          ids=["int-tuple", "str-tuple", "int-list", "list-tuple"])
-@pytest.mark.xfail(strict=True, reason="core bug: capture_args copies argument sequences "
-                   "whole (a tuple of scalars by reference, a list item by item, unbounded, on "
-                   "the hot path) and the writer's normalize then cuts them to max_length + 1 "
-                   "items silently: 33 real values, no $truncated marker")
 def test_long_argument_sequences_are_cut_with_a_marker(args: Any) -> None:
     """Call arguments are bounded like any container: max_length items, then a
     $truncated marker saying how many were left out."""
