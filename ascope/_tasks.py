@@ -87,7 +87,13 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
                                      ("not_created", now - start, type(error).__qualname__))
             raise
         if recorded:
-            task.add_done_callback(functools.partial(_task_done, child))
+            if task.done():
+                # An eager task that finished inside the factory: record its exit now. A
+                # done callback would run a loop iteration later, after code that already
+                # saw the task done (3.12's gather, for one) has moved on.
+                _task_done(child, task)
+            else:
+                task.add_done_callback(functools.partial(_task_done, child))
         return task
 
     ascope_task_factory.ascope_delegate = delegate  # type: ignore[attr-defined]

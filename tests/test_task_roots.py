@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 import ascope
 from ascope import runtime as rt
 from ascope.testing import capture
@@ -45,3 +47,21 @@ def test_task_created_by_a_task_is_recorded() -> None:
     events = asyncio.run(main())
     assert [e.kind for e in events if e.kind in ("task_spawn", "task_exit")] == [
         "task_spawn", "task_exit"]
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "eager_task_factory"), reason="eager tasks: 3.12+")
+def test_an_eager_task_done_inside_the_factory_has_its_exit_at_once() -> None:
+    """An eager task that finishes while being created has its task_exit recorded before
+    create_task returns (3.12's gather, seeing it done, never yields to the loop)."""
+    async def crash() -> None:
+        raise KeyError("gone")
+
+    async def main() -> list[ascope.Event]:
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)
+        async with capture() as captured:
+            await asyncio.gather(asyncio.create_task(crash()), return_exceptions=True)
+        return captured.events
+
+    events = asyncio.run(main())
+    exits = [e for e in events if e.kind == "task_exit"]
+    assert [(e.data["outcome"], e.data["error"]) for e in exits] == [("exception", "KeyError")]
