@@ -71,3 +71,53 @@ def test_show_reports_a_missing_store(tmp_path: Path) -> None:
     shown = run_cli("show", "nothing.db", cwd=tmp_path)
     assert shown.returncode == 1
     assert "no store" in shown.stderr
+
+
+APP = """
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+
+async def hello(request):
+    return PlainTextResponse("hello " + request.path_params["name"])
+
+app = Starlette(routes=[Route("/hello/{name}", hello)])
+"""
+
+
+def test_serve_captures_a_users_app(tmp_path: Path) -> None:
+    """`ascope serve module:app` serves the app with uvicorn on 127.0.0.1, captured into
+    the store given; stopping it (Ctrl-C) writes what was captured."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    (tmp_path / "myservice.py").write_text(APP)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "ascope.cli", "serve", "myservice:app",
+                               "--db", "trace.db", "--port", str(port)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/hello/ada", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        assert response.text == "hello ada"
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    with open_store(tmp_path / "trace.db") as store:
+        (start,) = store.events(kind="http_request_start")
+        assert start.data["path"] == "/hello/ada"
+        assert start.data["route"] == "/hello/{name}"
+        assert store.count("endpoint_entry") == 1
