@@ -362,8 +362,8 @@ class Writer:
             return
         captures = self.captures
         global_on = _c.STATE.global_sinks
-        if not captures and not global_on:
-            return
+        if not captures and not (global_on and self.sinks):
+            return  # nobody to give them to: no Event is built for nothing
         events = _events.build_events(batch, _events.wall_offset_ns(), _events.NODE)
         to_global: list[_events.Event] = []
         to_capture: dict[int, list[_events.Event]] = {}
