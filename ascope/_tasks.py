@@ -14,6 +14,7 @@ import asyncio
 import functools
 import time
 import types
+import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -184,7 +185,13 @@ def install_on_new_loops() -> None:
     after enable) is wrapped by the next ``enable()``. Loops made without the policy
     (``uvloop.run``'s own factory) get the factory at their first event instead.
     """
-    policy = asyncio.get_event_loop_policy()
+    try:
+        with warnings.catch_warnings():  # event loop policies are deprecated from 3.14
+            warnings.simplefilter("ignore", DeprecationWarning)
+            policy = asyncio.get_event_loop_policy()
+    except Exception:
+        _STATE.internal_errors += 1
+        return
     if getattr(policy, "_ascope_wraps_new_event_loop", False):
         return
     create = policy.new_event_loop
