@@ -61,6 +61,19 @@ def show(path: str, trace: str | None = None, limit: int | None = 5) -> int:
             print("\n".join("  " + line for line in tree.splitlines()))
         if len(shown) < len(traces):
             print(f"\n({len(traces) - len(shown)} more traces; --all shows them)")
+        if trace is None:
+            # Work outside any request (a plain asyncio program) has no trace: show it as
+            # one tree of its own, its top-level operations cut to the limit.
+            untraced = [event for event in store.iter_events() if event.trace_id is None]
+            if untraced:
+                lines = build_tree(untraced).render(points=False).splitlines()
+                roots = [i for i, line in enumerate(lines) if not line.startswith(" ")]
+                hidden = 0 if limit is None else max(len(roots) - limit, 0)
+                cut = roots[-hidden] if hidden else len(lines)
+                print("\noutside any trace")
+                print("\n".join("  " + line for line in lines[:cut]))
+                if hidden:
+                    print(f"\n({hidden} more top-level operations; --all shows them)")
     return 0
 
 

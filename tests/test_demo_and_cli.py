@@ -121,3 +121,41 @@ def test_serve_captures_a_users_app(tmp_path: Path) -> None:
         assert start.data["path"] == "/hello/ada"
         assert start.data["route"] == "/hello/{name}"
         assert store.count("endpoint_entry") == 1
+
+
+PLAIN = """
+import asyncio
+import ascope
+
+ascope.configure(sinks=["sqlite:plain.db"])
+
+
+@ascope.instrument
+async def fetch(n: int) -> int:
+    return n
+
+
+async def main() -> None:
+    ascope.enable()
+    await asyncio.gather(*(fetch(n) for n in range(7)))
+
+
+asyncio.run(main())
+"""
+
+
+def test_show_prints_work_outside_any_trace(tmp_path: Path) -> None:
+    """A plain asyncio program has no trace ids: `ascope show` prints its tasks and calls
+    as one tree, cut to 5 top-level operations unless --all."""
+    (tmp_path / "plain.py").write_text(PLAIN)
+    ran = subprocess.run([sys.executable, "plain.py"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    shown = run_cli("show", "plain.db", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "outside any trace" in shown.stdout
+    assert shown.stdout.count("task fetch") == 5
+    assert "(2 more top-level operations; --all shows them)" in shown.stdout
+    every = run_cli("show", "plain.db", "--all", cwd=tmp_path)
+    assert every.stdout.count("task fetch") == 7
+    assert every.stdout.count("call __main__:fetch") == 7
