@@ -24,6 +24,9 @@ from . import _pipeline
 _now = time.perf_counter_ns
 _current = _c.current
 _STATE = _c.STATE
+_current_task = asyncio.current_task
+_ring_of = _pipeline.ring_of
+_MISSING = object()
 
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
@@ -43,24 +46,35 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
 
     def ascope_task_factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
                             **kwargs: Any) -> Any:
+        # Frame positions as literals, as in runtime.py (this runs for every task):
+        # 0 cid, 3 task, 4 trace, 5 enabled, 6 scope, 8 ring.
         parent = _current.get()
-        if not (_STATE.on and parent[_c.ENABLED]):
+        if not (_STATE.on and parent[5]):
             return create(loop, coro, **kwargs)
         try:
             task_id = next(_c.task_ids)
             start = _now()
-            ring = _pipeline.ring_of(loop)
-            child = (next(_c.ids), parent[_c.CID], parent, task_id, parent[_c.TRACE], True,
-                     parent[_c.SCOPE], start, ring)
+            ring = parent[8]
+            if ring is None or ring.loop is not loop:
+                ring = _ring_of(loop)
+            parent_id, trace, scope = parent[0], parent[4], parent[6]
+            cid = next(_c.ids)
+            child = (cid, parent_id, parent, task_id, trace, True, scope, start, ring)
             # A task created by a loop callback (a server's protocol handling a connection)
             # outside any operation or task has nothing to be the child of: it gets its
             # frame and task id, but no spawn/exit events — the request it serves is
             # recorded by the middleware. Two events per request fewer for a server.
-            recorded = (parent[_c.CID] is not None or parent[_c.TASK] is not None
-                        or asyncio.current_task(loop) is not None)
+            recorded = (parent_id is not None or parent[3] is not None
+                        or _current_task(loop) is not None)
             if recorded:
-                _pipeline.emit_event("task_spawn", start, child,
-                                     (task_id, _coroutine_name(coro), kwargs.get("name")))
+                name = getattr(coro, "__qualname__", None)
+                event = ("task_spawn", start, cid, parent_id, task_id, trace, scope,
+                         (task_id, name if type(name) is str else _coroutine_name(coro),
+                          kwargs.get("name")))
+                if len(ring.buffer) < ring.high_water:  # _pipeline.emit_event, inlined
+                    ring.buffer.append(event)
+                else:
+                    ring.put_slow(event)
         except Exception:
             _STATE.internal_errors += 1
             return create(loop, coro, **kwargs)
@@ -146,14 +160,21 @@ def _task_done(frame: _c.Frame, task: asyncio.Future[Any]) -> None:
         else:
             # Not task.exception(): it marks the exception retrieved, which would silence
             # asyncio's "Task exception was never retrieved" report for the user.
-            exception = getattr(task, "_exception", None) if hasattr(task, "_exception") \
-                else task.exception()
+            exception = getattr(task, "_exception", _MISSING)
+            if exception is _MISSING:
+                exception = task.exception()
             if exception is None:
                 outcome, error = "result", None
             else:
                 outcome, error = "exception", type(exception).__qualname__
         now = _now()
-        _pipeline.emit_event("task_exit", now, frame, (outcome, now - frame[_c.START], error))
+        event = ("task_exit", now, frame[0], frame[1], frame[3], frame[4], frame[6],
+                 (outcome, now - frame[7], error))
+        ring = frame[8]
+        if ring is not None and len(ring.buffer) < ring.high_water:  # emit_event, inlined
+            ring.buffer.append(event)
+        else:
+            _pipeline.append_slow(ring, event)
     except Exception:
         _STATE.internal_errors += 1
 
