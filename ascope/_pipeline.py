@@ -1,14 +1,17 @@
-"""From the hot path to the sinks: ring registry, drainer tasks and the writer thread.
+"""From the hot path to the sinks: ring registry, draining and the writer thread.
 
-    emit(event)            hot path: append to the running loop's ring (or the thread ring)
-      └─ drainer task      per loop: every ``drain_interval`` or past the high-water mark,
-                           takes the pending batch and hands it to the writer (no I/O)
+    emit_event(...)        hot path: append to the ring the frame carries (else the running
+                           loop's, or the thread ring)
+      └─ drain timer       per loop: every ``drain_interval`` or past the high-water mark,
+                           takes the pending batch and hands it to the writer (no I/O);
+                           a sentinel task flushes when the loop shuts down
            └─ Writer       one thread: builds Event objects, routes them to the configured
                            sinks and to open ``testing.capture()`` blocks; isolates failing
                            sinks; sweeps the thread ring and rings of closed loops
 
-Everything a loop does here is O(1) per event and lock-free; building events, encoding
-and I/O all happen on the writer thread.
+The loop's per-event work here is an append (its slow path, past the high-water mark,
+takes the ring's lock briefly); building events, encoding and I/O all happen on the
+writer thread.
 """
 
 from __future__ import annotations
@@ -97,11 +100,6 @@ def append_slow(ring: Ring | None, event: tuple[Any, ...]) -> None:
         _emit_slow(event)
     else:
         ring.put_slow(event)
-
-
-def emit(raw: tuple[Any, ...]) -> None:
-    """``emit_event`` taking one ``(kind, ts_ns, frame, payload)`` tuple."""
-    emit_event(raw[0], raw[1], raw[2], raw[3])
 
 
 def _emit_slow(event: tuple[Any, ...]) -> None:
