@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ascope import _context as _c
-from ascope import _pipeline, _values
+from ascope import _pipeline, _report, _values
 
 logger = logging.getLogger("ascope")
 
@@ -41,20 +40,12 @@ _now = time.perf_counter_ns
 _current = _c.current
 _STATE = _c.STATE
 _REDACTED = _values.REDACTED
+# One failure counter and one log line for all of ascope (runtime.py's).
+_internal_error = _report._internal_error
+_error_fields = _report._error_fields
+_traceback_of = _report._traceback_of
 _capture = _values.capture
 _snapshot = _values.snapshot
-
-
-_logged = False
-
-
-def _internal_error() -> None:
-    global _logged
-    _STATE.internal_errors += 1
-    if not _logged:
-        _logged = True
-        logger.exception("ascope: the ASGI integration failed internally; the application "
-                         "was not affected. Further failures are only counted in stats().")
 
 
 _emit = _pipeline.emit_event  # (kind, ts_ns, frame, payload): appends to the frame's ring
@@ -83,20 +74,9 @@ def _child_frame(parent: _c.Frame, parent_id: Any, now: int) -> _c.Frame:
 
 
 def _error_payload(error: BaseException, source: str) -> tuple[Any, ...]:
-    """(type, message, traceback, source) of an exception, bounded like runtime's."""
-    try:
-        message: Any = str(error)
-    except Exception:
-        message = _values.guarded_repr(error)
-    limit = _values.SETTINGS.max_string
-    if len(message) > limit:
-        message = message[:limit] + "..."
-    try:
-        frames = [[f.filename, f.lineno, f.name]
-                  for f in traceback.extract_tb(error.__traceback__, limit=32)]
-    except Exception:
-        frames = None
-    return (type(error).__qualname__, message, frames, source)
+    """(type, message, traceback, source) of an exception: the runtime's ``error`` payload."""
+    error_type, message = _error_fields(error)
+    return (error_type, message, _traceback_of(error, None), source)
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})  # floats need normalizing (nan)
