@@ -13,7 +13,7 @@ without looking the running loop up (``asyncio._get_running_loop()`` costs ~170 
 more than the rest of an event). Frames without one take the slow path.
 
 Frames are plain tuples rather than objects because building one is on the hot path
-of every operation start (about 40 ns for a tuple, 4x that for a slotted object).
+of every operation start (~80 ns for the tuple here, ~310 ns for a slotted object).
 The global switch lives in ``STATE`` so that every module reads the same flag.
 """
 
