@@ -17,10 +17,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import ascope.integrations
 from _common import interleaved, print_table
 
 import ascope
-import ascope.integrations
 
 now = time.perf_counter_ns
 
