@@ -1,4 +1,6 @@
-"""What the database integrations cost per statement. Run: .venv/bin/python benchmarks/bench_queries.py
+"""What the database integrations cost per statement.
+
+    .venv/bin/python benchmarks/bench_queries.py
 
 sqlite3 in memory (`SELECT ?`), and asyncpg on 127.0.0.1 when a server answers at
 ASCOPE_TEST_PG_DSN (default postgresql://postgres:postgres@127.0.0.1:5432/postgres):
