@@ -61,9 +61,10 @@ def show(path: str, trace: str | None = None, limit: int | None = 5) -> int:
             print("\n".join("  " + line for line in tree.splitlines()))
         if len(shown) < len(traces):
             print(f"\n({len(traces) - len(shown)} more traces; --all shows them)")
-        if trace is None:
+        if trace is None and (not traces or limit is None):
             # Work outside any request (a plain asyncio program) has no trace: show it as
-            # one tree of its own, its top-level operations cut to the limit.
+            # one tree of its own, its top-level operations cut to the limit. Beside
+            # requests it is mostly the server's own tasks, so there only with --all.
             untraced = [event for event in store.iter_events() if event.trace_id is None]
             if untraced:
                 lines = build_tree(untraced).render(points=False).splitlines()
