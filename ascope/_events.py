@@ -178,10 +178,13 @@ def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
                 data: Mapping[str, Any] = (normalize(payload) if isinstance(payload, dict)
                                            else {"value": normalize(payload)})
             else:
-                data = dict(zip(fields, [
+                # zip() without strict=: the keyword alone costs more than the zip (a
+                # short payload simply leaves the remaining fields out, as strict=False).
+                data = dict(zip(fields, [  # noqa: B905
                     value if (type(value) is str and len(value) <= max_string)
+                    or (type(value) is int and _MIN <= value <= _MAX)
                     or (type(value) in plain and type(value) is not str) else normalize(value)
-                    for value in payload], strict=False))
+                    for value in payload]))
             if correlation_id is not None and not (type(correlation_id) is int
                                                    and _MIN <= correlation_id <= _MAX):
                 correlation_id = normalize(correlation_id)  # a correlation id given by hand

@@ -173,7 +173,40 @@ def normalize(value: Any) -> Any:
         return value if _INT_MIN <= value <= _INT_MAX else {"$int": _bounded_int_text(value)}
     if kind is float:
         return value if value - value == 0.0 else {"$float": repr(value)}
+    if kind is dict or kind is list or kind is tuple:
+        flat = _normalize_flat(value, kind)
+        if flat is not None:
+            return flat
     return _Normalizer(SETTINGS.limits).walk(value, 0)
+
+
+def _normalize_flat(value: Any, kind: type) -> Any:
+    """A short container of plain scalars (most of what the hot path captured), copied
+    without a walk; None when it needs one. The result is what the walk would give."""
+    if len(value) > SETTINGS.limits.max_length + 1:
+        return None
+    if kind is dict:
+        for key in value:
+            if type(key) is not str:
+                return None
+        items = value.values()
+    else:
+        items = value
+    max_string = SETTINGS.max_string
+    for item in items:
+        item_kind = type(item)
+        if item_kind is str:
+            if len(item) > max_string:
+                return None
+        elif item_kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                return None
+        elif item_kind is float:
+            if item - item != 0.0:
+                return None
+        elif item_kind is not bool and item is not None:
+            return None
+    return dict(value) if kind is dict else list(value)
 
 
 class _Normalizer:

@@ -332,3 +332,21 @@ def test_long_argument_sequences_are_cut_with_a_marker(args: Any) -> None:
     assert len(recorded_args) == 33
     assert recorded_args[-1] == {"$truncated": 68}
     assert recorded_args[:32] == recorded(list(args))[:32]
+
+
+flat_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+                         st.text(max_size=600))
+flat_containers = st.one_of(
+    st.lists(flat_scalars, max_size=40),
+    st.lists(flat_scalars, max_size=40).map(tuple),
+    st.dictionaries(st.one_of(st.text(max_size=10), st.integers()), flat_scalars, max_size=40),
+)
+
+
+@given(flat_containers)
+def test_normalize_fast_path_gives_what_the_walk_gives(value: Any) -> None:
+    """The writer's shortcut for short flat containers is exact: same record as the walk,
+    and a copy (a later change to the original does not reach it)."""
+    record = _values.normalize(value)
+    assert record == _values._Normalizer(_values.SETTINGS.limits).walk(value, 0)
+    assert record is not value
