@@ -187,10 +187,10 @@ def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
                     for value in payload]))
             if correlation_id is not None and not (type(correlation_id) is int
                                                    and _MIN <= correlation_id <= _MAX):
-                correlation_id = normalize(correlation_id)  # a correlation id given by hand
+                correlation_id = id_text(correlation_id)  # an id given by hand
             if parent_id is not None and not (type(parent_id) is int
                                               and _MIN <= parent_id <= _MAX):
-                parent_id = normalize(parent_id)
+                parent_id = id_text(parent_id)
             if trace_id is not None and not (type(trace_id) is str and len(trace_id) <= 64):
                 trace_id = _values.guarded_repr(trace_id, 64)
             append(new(Event, (kind, ts_ns, ts_ns + wall_offset_ns, correlation_id, parent_id,
@@ -200,6 +200,14 @@ def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
             append(new(Event, ("ascope_error", 0, wall_offset_ns, None, None, None, None, node,
                                {"error": type(error).__qualname__, "while": "building"})))
     return events
+
+
+def id_text(value: Any) -> str:
+    """A correlation id given by hand that is not a 63-bit int: a string (as it is when
+    short, else its bounded repr), so the stores can index it like any other id."""
+    if type(value) is str and len(value) <= 64:
+        return value
+    return _values.guarded_repr(value, 64)
 
 
 def wall_offset_ns() -> int:

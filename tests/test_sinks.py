@@ -20,6 +20,7 @@ from test_values import values as values_strategy
 import ascope
 from ascope import _pipeline
 from ascope import runtime as rt
+from ascope._values import json_safe
 from ascope.sinks import JsonlSink, MemorySink, SqliteSink, sink_from_url
 from ascope.sinks._jsonl import read_jsonl
 from ascope.store import open_store
@@ -278,6 +279,36 @@ def test_a_surrogate_string_does_not_break_the_sqlite_sink(tmp_path: Path) -> No
     with open_store(path) as store:
         assert store.count("after") == 1
         assert store.count("name") == 1
+
+
+HAND_GIVEN_IDS = [10**30, -(2**70), [1, 2], {"a": 1}, 2.5, "order-17", "x" * 100,
+                  os.fsdecode(b"caf\xe9"), object()]
+
+
+@pytest.mark.parametrize("given_id", HAND_GIVEN_IDS, ids=lambda v: type(v).__name__)
+def test_a_hand_given_correlation_id_of_any_kind_is_stored_and_indexed(
+        tmp_path: Path, given_id: Any) -> None:
+    """A correlation id passed by hand that is not a 63-bit int is kept as a string (its
+    bounded repr): the store indexes it and goes on working (it once disabled the sink)."""
+    path = tmp_path / "events.db"
+    memory = MemorySink()
+    before = ascope.stats().sink_errors
+    ascope.configure(sinks=[f"sqlite:{path}", memory])
+    ascope.enable()
+    cid = rt.report_function_entry("m", "f", (1,), correlation_id=given_id)
+    rt.report_function_exit(cid, None)
+    rt.report_event("after", {"x": 1})
+    assert _pipeline.flush_blocking()
+    ascope.disable()
+    assert ascope.stats().sink_errors == before
+    recorded = memory.events[0].correlation_id
+    assert type(recorded) is str or recorded == given_id
+    assert len(str(recorded)) <= 64 + 3
+    stored_id = json_safe(recorded)  # the store escapes what is not valid UTF-8
+    with open_store(path) as store:
+        assert store.count("after") == 1
+        kinds = [event.kind for event in store.events(correlation_id=stored_id)]
+    assert kinds == ["function_entry", "function_exit"]
 
 
 # -- two processes, one store ----------------------------------------------------------------

@@ -68,7 +68,13 @@ KEYS = (("correlation_id", 3), ("parent_id", 4), ("trace_id", 6), ("task_id", 5)
 
 INSERT_SEGMENT = ("INSERT INTO segments (host, pid, process_started_ns, first_ts_ns, last_ts_ns,"
                   " count, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
-INSERT_KEY = "INSERT INTO segment_keys (key_type, key, segment_id, n) VALUES (?, ?, ?, ?)"
+# All of a segment's key rows in one statement, from a JSON array of [key_type, key, n]:
+# the sqlite3 module releases the GIL around every statement step, and with executemany
+# (a step per row) a writer sharing the CPU with the program's loop handed the GIL back
+# and forth about once per event.
+INSERT_KEYS = ("INSERT INTO segment_keys (key_type, key, segment_id, n) "
+               "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?, "
+               "json_extract(value, '$[2]') FROM json_each(?)")
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -100,6 +106,8 @@ def encode_segment(events: Sequence[Event]) -> tuple[str, list[tuple[str, Any, i
         return _encode(events)
     except orjson.JSONEncodeError:  # a string that is not valid UTF-8: store it escaped
         return _encode([event._replace(kind=json_safe(event.kind),
+                                       correlation_id=json_safe(event.correlation_id),
+                                       parent_id=json_safe(event.parent_id),
                                        trace_id=json_safe(event.trace_id),
                                        data=json_safe(event.data)) for event in events])
 
@@ -143,8 +151,7 @@ class SqliteSink:
                 segment = connection.execute(
                     INSERT_SEGMENT,
                     (node[0], node[1], node[2], first_ts, last_ts, len(group), body)).lastrowid
-                connection.executemany(INSERT_KEY, [(name, key, segment, count)
-                                                    for name, key, count in keys])
+                connection.execute(INSERT_KEYS, (segment, orjson.dumps(keys).decode()))
         except BaseException:
             connection.execute("ROLLBACK")
             raise
