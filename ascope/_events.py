@@ -172,7 +172,11 @@ def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
     append = events.append
     for raw in batch:
         try:
-            kind, ts_ns, correlation_id, parent_id, task_id, trace_id, _scope, payload = raw
+            if len(raw) == 8:
+                kind, ts_ns, correlation_id, parent_id, task_id, trace_id, _scope, payload = raw
+            else:  # a hot event, its payload inlined (see _pipeline.emit_event)
+                kind, ts_ns, correlation_id, parent_id, task_id, trace_id, _scope = raw[:7]
+                payload = raw[7:]
             fields = schema_get(kind)
             if fields is None or type(payload) is dict:  # report_event: a ready mapping
                 data: Mapping[str, Any] = (normalize(payload) if isinstance(payload, dict)

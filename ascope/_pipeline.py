@@ -81,6 +81,11 @@ def emit_event(kind: str, ts_ns: int, frame: _c.Frame, payload: Any) -> None:
     The ring holds flat tuples ``(kind, ts_ns, correlation_id, parent_id, task_id,
     trace_id, scope, payload)`` — no reference to the frame: a tuple of plain values is
     untracked by the garbage collector, so a full ring costs collections nothing.
+
+    The hottest emitters (function entry/exit, task spawn/exit) inline their payload
+    instead, ``(kind, ..., scope, *payload)``, saving a tuple per event; the writer tells
+    them apart by length (8 items: a payload tuple last; more: inlined, payloads of two
+    fields or more only).
     """
     event = (kind, ts_ns, frame[0], frame[1], frame[3], frame[4], frame[6], payload)
     ring = frame[8]

@@ -69,9 +69,9 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
             if recorded:
                 name = getattr(coro, "__qualname__", None)
                 event = ("task_spawn", start, cid, parent_id, task_id, trace, scope,
-                         (task_id, name if type(name) is str else _coroutine_name(coro),
-                          kwargs.get("name")))
-                if len(ring.buffer) < ring.high_water:  # _pipeline.emit_event, inlined
+                         task_id, name if type(name) is str else _coroutine_name(coro),
+                         kwargs.get("name"))
+                if len(ring.buffer) < ring.high_water:  # _pipeline.emit_event, inlined, flat
                     ring.buffer.append(event)
                 else:
                     ring.put_slow(event)
@@ -169,9 +169,9 @@ def _task_done(frame: _c.Frame, task: asyncio.Future[Any]) -> None:
                 outcome, error = "exception", type(exception).__qualname__
         now = _now()
         event = ("task_exit", now, frame[0], frame[1], frame[3], frame[4], frame[6],
-                 (outcome, now - frame[7], error))
+                 outcome, now - frame[7], error)
         ring = frame[8]
-        if ring is not None and len(ring.buffer) < ring.high_water:  # emit_event, inlined
+        if ring is not None and len(ring.buffer) < ring.high_water:  # emit_event, inlined, flat
             ring.buffer.append(event)
         else:
             _pipeline.append_slow(ring, event)

@@ -221,7 +221,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--tasks", type=int, default=5_000)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--only", default="calls,throughput,tasks",
+                        help="comma-separated sections to run (default: all three)")
     options = parser.parse_args()
+    only = {section.strip() for section in options.only.split(",")}
     from ascope import store as _store  # noqa: F401 - used via ascope.store
 
     with tempfile.TemporaryDirectory() as directory:
@@ -230,13 +233,16 @@ def main() -> None:
 
         async def calls_and_throughput() -> None:
             ascope.enable()
-            await bench_calls(options.rounds, options.calls)
-            await bench_throughput(options.seconds, path)
+            if "calls" in only:
+                await bench_calls(options.rounds, options.calls)
+            if "throughput" in only:
+                await bench_throughput(options.seconds, path)
 
         asyncio.run(calls_and_throughput())
         ascope.enable()
-        bench_tasks(options.rounds, options.tasks, use_uvloop=False)
-        bench_tasks(options.rounds, options.tasks, use_uvloop=True)
+        if "tasks" in only:
+            bench_tasks(options.rounds, options.tasks, use_uvloop=False)
+            bench_tasks(options.rounds, options.tasks, use_uvloop=True)
         ascope.disable()
         ascope.shutdown()
     print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs")
