@@ -47,11 +47,12 @@ class ValueLimits:
 
 
 class _Settings:
-    __slots__ = ("limits", "max_string", "redact_pattern", "sensitive_cache")
+    __slots__ = ("limits", "max_length", "max_string", "redact_pattern", "sensitive_cache")
 
     def __init__(self) -> None:
         self.limits = ValueLimits()
         self.max_string = self.limits.max_string
+        self.max_length = self.limits.max_length
         self.redact_pattern: re.Pattern[str] | None = None
         self.sensitive_cache: dict[str, bool] = {}
         self.apply(self.limits)
@@ -59,6 +60,7 @@ class _Settings:
     def apply(self, limits: ValueLimits) -> None:
         self.limits = limits
         self.max_string = limits.max_string
+        self.max_length = limits.max_length
         words = [re.escape(w.lower()) for w in limits.redact if w]
         self.redact_pattern = re.compile("|".join(words)) if words else None
         self.sensitive_cache = {}
@@ -112,20 +114,22 @@ def capture_args(args: Any) -> Any:
     A tuple of scalars is kept as it is (immutable); ``normalize`` makes it a list.
     """
     kind = type(args)
-    if (kind is tuple or kind is list) and len(args) > SETTINGS.limits.max_length:
-        return capture(args)  # the bounded snapshot, ending with its $truncated marker
     if kind is tuple:
-        limit = SETTINGS.max_string
+        settings = SETTINGS
+        if len(args) > settings.max_length:
+            return capture(args)  # the bounded snapshot, ending with its $truncated marker
         for arg in args:
             arg_kind = type(arg)
             if arg_kind is str:
-                if len(arg) > limit:
+                if len(arg) > settings.max_string:
                     break
             elif arg_kind not in _SCALARS:
                 break
         else:
             return args
         return [snapshot(a) for a in args]
+    if kind is list and len(args) > SETTINGS.max_length:
+        return capture(args)
     if kind is list:
         return [snapshot(a) for a in args]
     if kind is dict:
@@ -183,7 +187,7 @@ def normalize(value: Any) -> Any:
 def _normalize_flat(value: Any, kind: type) -> Any:
     """A short container of plain scalars (most of what the hot path captured), copied
     without a walk; None when it needs one. The result is what the walk would give."""
-    if len(value) > SETTINGS.limits.max_length + 1:
+    if len(value) > SETTINGS.max_length + 1:
         return None
     if kind is dict:
         for key in value:
@@ -241,7 +245,7 @@ class _Normalizer:
 
 def _capture_flat_dict(values: dict[Any, Any]) -> Any:
     # Fast path for argument dicts: string keys, scalar values, no nesting.
-    if len(values) > SETTINGS.limits.max_length:
+    if len(values) > SETTINGS.max_length:
         return capture(values)
     out = {}
     sensitive_cache = SETTINGS.sensitive_cache
