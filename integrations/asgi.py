@@ -332,6 +332,11 @@ class AscopeMiddleware:
                     _current.reset(token)
                     if not request.done:
                         request.finish()
+                    # The request state and the scope refer to each other: unlinking them
+                    # lets reference counting free both (with whatever the scope holds) now,
+                    # instead of leaving a cycle per request to the garbage collector.
+                    if scope.get(SCOPE_KEY) is request:
+                        del scope[SCOPE_KEY]
                 return
         elif kind == "websocket" and _STATE.on and self.websockets and SCOPE_KEY not in scope:
             parent = _current.get()
@@ -364,6 +369,8 @@ class AscopeMiddleware:
         finally:
             _current.reset(token)
             channel.leave(None)
+            if scope.get(SCOPE_KEY) is channel:  # no cycle left to the collector (see http)
+                del scope[SCOPE_KEY]
 
 
 def _wrap_route_handlers() -> None:

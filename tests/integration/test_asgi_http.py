@@ -622,3 +622,68 @@ def test_escaping_exception_is_the_same_object_and_cancellation_is_recorded() ->
                    one(captured.events, "http_request_start", path="/hang").correlation_id)
     assert one(hung, "http_request_complete").data["outcome"] == "cancelled"
     assert "error" not in kinds(hung)
+
+
+def test_a_request_leaves_no_reference_cycle_for_the_collector() -> None:
+    """The request's state and its scope refer to each other while the request runs; once
+    it has returned, reference counting frees both (a cycle per request used to leave
+    the scope, the state and what they hold to the garbage collector)."""
+    import gc
+
+    from starlette.websockets import WebSocket
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+        await websocket.close()
+
+    from starlette.routing import WebSocketRoute
+
+    app = AscopeMiddleware(Starlette(routes=[Route("/items/{item_id:int}", item),
+                                             WebSocketRoute("/ws", echo)]), enable=False)
+
+    async def one_http() -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": "/items/3", "raw_path": b"",
+                 "query_string": b"", "root_path": "", "headers": [(b"host", b"x")],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
+
+        async def receive() -> Any:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            return None
+
+        await app(scope, receive, send)
+
+    async def one_websocket() -> None:
+        scope = {"type": "websocket", "asgi": {"version": "3.0"}, "path": "/ws",
+                 "raw_path": b"/ws", "query_string": b"", "root_path": "", "headers": [],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "subprotocols": []}
+        incoming = [{"type": "websocket.connect"},
+                    {"type": "websocket.receive", "text": "hi"}]
+
+        async def receive() -> Any:
+            return incoming.pop(0) if incoming else {"type": "websocket.disconnect"}
+
+        async def send(message: Any) -> None:
+            return None
+
+        await app(scope, receive, send)
+
+    async def main() -> int:
+        await one_http()  # warm: first-use caches, the loop's ring
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                await one_http()
+                await one_websocket()
+            return gc.collect()
+        finally:
+            gc.enable()
+
+    with ascope.testing.capture() as captured:
+        assert asyncio.run(main()) == 0
+    assert kinds(captured.events).count("http_request_complete") == 21
+    assert kinds(captured.events).count("channel_message_complete") == 20
