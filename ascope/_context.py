@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import secrets
+import time
 from contextvars import ContextVar
 from typing import Any
+
+_random_bits = random.getrandbits
 
 # Frame field positions.
 CID = 0
@@ -89,5 +93,13 @@ if hasattr(os, "register_at_fork"):
 
 
 def new_trace_id() -> str:
-    """A W3C trace-context trace id: 32 lowercase hex digits, not all zero."""
-    return secrets.token_hex(16)
+    """A W3C trace-context trace id: 32 lowercase hex digits, never all zero.
+
+    The first 12 digits are the time in milliseconds (as in a UUIDv7 or an X-Ray trace
+    id), the other 20 random: ids made close in time sort close together, so the store's
+    trace index grows at its end instead of rewriting a random page per request (about a
+    third of the writer's cost per request). 80 random bits per millisecond keep them
+    unique; ``random.getrandbits`` because they need to be unique, not secret, and it is
+    several times cheaper than ``os.urandom`` (the random module reseeds after a fork).
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{_random_bits(80):020x}"

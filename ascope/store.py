@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ._events import Event, Node
-from .sinks._sqlite import connect
+from .sinks._sqlite import ID_BUCKET_BITS, ID_KEYS, connect
 
 
 class Store:
@@ -62,9 +62,16 @@ class Store:
         clauses: list[str] = []
         params: list[Any] = []
         for name, value in wanted.items():
-            clauses.append("id IN (SELECT segment_id FROM segment_keys WHERE key_type = ? "
-                           "AND key = ?)")
-            params += [name, value]
+            bucket = _BUCKETS.get(name)
+            if bucket is not None and type(value) is int:
+                # Exact rows too: ids given by hand, and stores written before buckets.
+                clauses.append("id IN (SELECT segment_id FROM segment_keys WHERE "
+                               "(key_type = ? AND key = ?) OR (key_type = ? AND key = ?))")
+                params += [name, value, bucket, value >> ID_BUCKET_BITS]
+            else:
+                clauses.append("id IN (SELECT segment_id FROM segment_keys WHERE "
+                               "key_type = ? AND key = ?)")
+                params += [name, value]
         if pid is not None:
             clauses.append("pid = ?")
             params.append(pid)
@@ -107,6 +114,9 @@ class Store:
             "ORDER BY min(segment_id), key")
         return [trace for (trace,) in rows]
 
+
+# The bucket key type indexing each id filter (ascope/sinks/_sqlite.py).
+_BUCKETS = {name: bucket for name, bucket, _ in ID_KEYS}
 
 # Where each filter's value sits in a stored event array.
 _POSITION = {"kind": 0, "correlation_id": 3, "parent_id": 4, "task_id": 5, "trace_id": 6}

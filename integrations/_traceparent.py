@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 from typing import NamedTuple
 
+from ascope import _context as _c
+
 _HEX = frozenset("0123456789abcdef")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
@@ -58,9 +60,7 @@ def parse(value: str | bytes | None) -> TraceParent | None:
     return TraceParent(trace_id, parent_id, flags)
 
 
-def new_trace_id() -> str:
-    """A fresh trace id: 32 lowercase hex digits, never all zero."""
-    return f"{_bits(128) or 1:032x}"
+new_trace_id = _c.new_trace_id  # time-ordered: see ascope/_context.py
 
 
 def new_span_id() -> str:

@@ -167,6 +167,75 @@ def test_sqlite_store_filters_by_correlation_trace_task_and_kind(tmp_path: Path)
         assert len(store.traces()) == 5
 
 
+def test_id_lookups_are_exact_across_many_segments_and_buckets(tmp_path: Path) -> None:
+    """Ids are indexed by bucket: look-ups still return exactly the matching events, for
+    a long-lived operation whose events span many segments, for thousands of short ones
+    (several buckets), and for an id given by hand; the index holds far fewer rows than
+    there are ids."""
+    path = tmp_path / "events.db"
+    memory = MemorySink()
+    ascope.configure(sinks=[memory, f"sqlite:{path}"])
+    ascope.enable()
+
+    async def main() -> None:
+        root = rt.report_function_entry("app", "long_lived", ())
+        for batch in range(12):  # one segment per flush
+            for n in range(300):
+                cid = rt.report_function_entry("app", "short", (n,))
+                rt.report_function_exit(cid, n)
+            rt.report_expression_value(None, "batch", batch, 1)  # the root's, each segment
+            await ascope.flush()
+        by_hand = rt.report_function_entry("app", "by_hand", (), correlation_id=7)
+        rt.report_function_exit(by_hand)
+        rt.report_function_exit(root)
+        await ascope.flush()
+
+    asyncio.run(main())
+    ascope.disable()
+    events = memory.events
+    ids = {e.correlation_id for e in events} | {e.parent_id for e in events} - {None}
+    assert len(ids) > 3_000
+    with open_store(path) as store:
+        for wanted in sorted(i for i in ids if i is not None)[::97] + [7]:
+            assert store.events(correlation_id=wanted) == [
+                e for e in events if e.correlation_id == wanted]
+            assert store.events(parent_id=wanted) == [
+                e for e in events if e.parent_id == wanted]
+        task = events[0].task_id
+        assert store.events(task_id=task) == [e for e in events if e.task_id == task]
+        rows = store._connection.execute(
+            "SELECT count(*) FROM segment_keys WHERE key_type IN "
+            "('id_bucket', 'correlation_id', 'parent_id')").fetchone()[0]
+    assert rows < 100
+
+
+def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
+    """A store written before buckets (one key row per id) answers the same look-ups."""
+    from ascope.sinks import _sqlite
+
+    path = tmp_path / "events.db"
+    memory = MemorySink()
+    ascope.configure(sinks=[memory])
+    ascope.enable()
+    cid = rt.report_function_entry("app", "f", (1,))
+    rt.report_function_exit(cid, 1)
+    assert _pipeline.flush_blocking()
+    ascope.disable()
+    connection = _sqlite.connect(str(path))
+    body, _keys, first, last = _sqlite.encode_segment(memory.events)
+    node = memory.events[0].node
+    segment = connection.execute(_sqlite.INSERT_SEGMENT, (node[0], node[1], node[2], first,
+                                                          last, len(memory.events), body))
+    connection.executemany(
+        "INSERT OR IGNORE INTO segment_keys VALUES (?, ?, ?, ?)",
+        [(name, getattr(event, name), segment.lastrowid, 1) for event in memory.events
+         for name in ("correlation_id", "task_id") if getattr(event, name) is not None])
+    connection.close()
+    with open_store(path) as store:
+        assert store.events(correlation_id=cid) == memory.events
+        assert store.events(task_id=memory.events[0].task_id) == memory.events
+
+
 def test_default_sink_is_the_sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                           ) -> None:
     """enable() with no sinks ever configured writes to ascope.db in the working directory."""

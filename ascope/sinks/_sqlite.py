@@ -2,15 +2,23 @@
 
 A segment is one batch from the writer, stored as one row whose ``body`` is a JSON array
 of events (``[kind, ts_ns, wall_ns, correlation_id, parent_id, task_id, trace_id, data]``,
-in emission order), plus one ``segment_keys`` row per distinct key in the batch — its
-correlation ids, parent ids, trace ids, task ids and kinds, with how many events carry
-each. ``segment_keys`` is a covering primary key, so "which segments hold correlation X"
-is one index lookup; the read side decodes those segments and filters.
+in emission order), plus ``segment_keys`` rows naming what the batch holds, with how many
+events carry each: its kinds and trace ids one row each, and its correlation, parent and
+task ids by *bucket* (``id_bucket`` for correlation and parent ids, ``task_bucket`` for
+task ids: the id shifted right by ``ID_BUCKET_BITS``). ascope's ids come from counters,
+so the ids of one batch are nearly consecutive and fall in a few buckets: a request costs
+the index one row (its trace) instead of five. ``segment_keys`` is a covering primary
+key, so "which segments may hold correlation X" is one index lookup; the read side
+decodes those segments and filters. Ids given by hand that are not ints are indexed
+exactly (``correlation_id``, ``parent_id``, ``task_id`` rows), as every id was by
+stores written before buckets, which read the same.
 
 Why not a row per event: with four indexes SQLite spent 3-6 us per row on the reference
 machine (over half of it holding the GIL the program needs), capping the store near
 100k events/s; a batch becomes one row plus a handful of key rows, and the encoding is a
-single orjson call. For ad-hoc SQL the ``events`` view expands segments back into rows.
+single orjson call. An index row per id still cost ~2 us each (most of the writer's
+time under a web server's load), hence the buckets. For ad-hoc SQL the ``events`` view
+expands segments back into rows.
 
 Several processes may write one file: WAL mode, a busy timeout, one short transaction
 per batch.
@@ -63,8 +71,13 @@ SELECT s.id AS segment_id,
 FROM segments AS s, json_each(s.body) AS j;
 """
 
-# The keys a segment is indexed by, and their position in an Event.
-KEYS = (("correlation_id", 3), ("parent_id", 4), ("trace_id", 6), ("task_id", 5), ("kind", 0))
+# The keys a segment is indexed by exactly, and their position in an Event.
+KEYS = (("trace_id", 6), ("kind", 0))
+# Ids indexed by bucket when they are ints (exactly, under their own name, otherwise):
+# (name, bucket key type, position in an Event).
+ID_KEYS = (("correlation_id", "id_bucket", 3), ("parent_id", "id_bucket", 4),
+           ("task_id", "task_bucket", 5))
+ID_BUCKET_BITS = 10
 
 INSERT_SEGMENT = ("INSERT INTO segments (host, pid, process_started_ns, first_ts_ns, last_ts_ns,"
                   " count, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -119,6 +132,14 @@ def _encode(events: Sequence[Event]) -> tuple[str, list[tuple[str, Any, int]], i
                                  columns[5], columns[6], columns[8], strict=True))).decode()
     keys = [(name, key, count) for name, index in KEYS
             for key, count in Counter(columns[index]).items() if key is not None]
+    buckets: Counter[tuple[str, int]] = Counter()
+    for name, bucket, index in ID_KEYS:
+        for key, count in Counter(columns[index]).items():
+            if type(key) is int:
+                buckets[bucket, key >> ID_BUCKET_BITS] += count
+            elif key is not None:
+                keys.append((name, key, count))
+    keys += [(bucket, key, count) for (bucket, key), count in buckets.items()]
     return body, keys, min(columns[1]), max(columns[1])
 
 

@@ -563,6 +563,22 @@ def test_new_trace_ids_are_w3c_shaped_and_distinct() -> None:
     assert _traceparent.parse(header) == (TRACE_ID, span, "01")
 
 
+def test_new_trace_ids_sort_in_the_order_they_were_made() -> None:
+    """Trace ids begin with the time in milliseconds: ids made a millisecond or more
+    apart sort in creation order (the store's trace index relies on it), and each parses
+    as a valid traceparent."""
+    from ascope.integrations import _traceparent
+
+    made = []
+    for _ in range(5):
+        made.append(_traceparent.new_trace_id())
+        time.sleep(0.002)
+    assert made == sorted(made)
+    assert abs(int(made[0][:12], 16) - time.time_ns() // 1_000_000) < 60_000
+    for trace in made:
+        assert _traceparent.parse(_traceparent.format(trace, "b7ad6b7169203331")) is not None
+
+
 def test_long_path_and_header_values_are_bounded(server: Any) -> None:
     """A 5,000-character path and user-agent are recorded cut to the configured bound."""
     ascope.configure(max_string=64)
