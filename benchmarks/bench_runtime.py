@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _common import interleaved, print_table
+from _common import interleaved, print_table, ratio_per_round
 
 import ascope
 from ascope import _pipeline, runtime
@@ -98,6 +98,7 @@ async def bench_calls(rounds: int, n: int) -> None:
         with ascope.disabled():
             return per_call(measure, n)
 
+    rounds_out: dict[str, list[float]] = {}
     figures = interleaved({
         "empty function f(module, function, args)": lambda: per_call(empties, n),
         "capture off: report_function_entry": lambda: off(entries_off),
@@ -105,16 +106,19 @@ async def bench_calls(rounds: int, n: int) -> None:
         "capture on: entry + exit pair (hot path)": lambda: on(pairs),
         "capture on: pair incl. writer into SQLite": lambda: on_with_writer(pairs),
         "OpenTelemetry span start/end (batch)": lambda: per_call(otel, n),
-    }, rounds)
+    }, rounds, rounds_out)
     provider.shutdown()
     print_table("Report calls (ns per call)", figures, "empty function f(module, function, args)",
                 "ns")
     pair = figures["capture on: entry + exit pair (hot path)"]
-    otel_ns = figures["OpenTelemetry span start/end (batch)"]
-    off_ratio = figures["capture off: report_function_entry"] / figures[
-        "empty function f(module, function, args)"]
+    otel_ratio, otel_ratios = ratio_per_round(rounds_out, "OpenTelemetry span start/end (batch)",
+                                              "capture on: entry + exit pair (hot path)")
+    off_ratio, _ = ratio_per_round(rounds_out, "capture off: report_function_entry",
+                                   "empty function f(module, function, args)")
     print(f"  -> pair {pair:,.0f} ns (target <= 1,000); OpenTelemetry / ascope = "
-          f"{otel_ns / pair:.1f}x (target >= 20); off / empty = {off_ratio:.2f}x (target <= 1.5)")
+          f"{otel_ratio:.1f}x (target >= 20); off / empty = {off_ratio:.2f}x (target <= 1.5)")
+    print("     (ratios: medians of per-round ratios; OpenTelemetry / ascope by round: "
+          + " ".join(f"{r:.1f}" for r in otel_ratios) + ")")
 
 
 def bench_tasks(rounds: int, n: int, use_uvloop: bool) -> None:

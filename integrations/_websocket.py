@@ -21,7 +21,6 @@ from ._asgi_base import (
     Scope,
     Send,
     _capture,
-    _current,
     _emit,
     _error_payload,
     _internal_error,
@@ -31,6 +30,9 @@ from ._asgi_base import (
     _root_frame,
     _snapshot,
 )
+
+# Assigned, not imported (see ascope/runtime.py): method calls on it skip a bound method.
+_current = _c.current
 
 if TYPE_CHECKING:
     from .asgi import AscopeMiddleware

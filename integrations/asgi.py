@@ -42,7 +42,6 @@ from ._asgi_base import (
     Send,
     _capture,
     _child_frame,
-    _current,
     _emit,
     _error_payload,
     _HeaderSelection,
@@ -55,6 +54,9 @@ from ._asgi_base import (
     logger,
 )
 from ._websocket import _Channel
+
+# Assigned, not imported (see ascope/runtime.py): method calls on it skip a bound method.
+_current = _c.current
 
 __all__ = ["DEFAULT_HEADERS", "SENSITIVE_HEADERS", "AscopeMiddleware"]
 
