@@ -138,6 +138,10 @@ def bench_tasks(rounds: int, n: int, use_uvloop: bool) -> None:
                 ascope.install_task_factory()
                 # Consume events as a real service would, between the timed chunks.
                 await ascope.flush()
+            else:
+                # ascope.enable() has the policy's new loops get ascope's factory (so that
+                # asyncio.run's first tasks are tracked): take it off for the baseline.
+                asyncio.get_running_loop().set_task_factory(None)
             return await spawn_all(n)
 
         if use_uvloop:
