@@ -157,19 +157,25 @@ _new_event = tuple.__new__
 _MIN, _MAX = -(2**63), 2**63 - 1
 
 
-def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
-                 node: Node) -> list[Event]:
-    """``build_event`` over a batch, in one tight loop (the writer's hottest code).
+# A stored row: (kind, ts_ns, wall_ns, correlation_id, parent_id, task_id, trace_id, data),
+# ``data`` a list of the kind's field values in SCHEMA order, or a dict (kinds outside
+# SCHEMA, ``report_event`` mappings, and the error marker).
+Row = tuple[str, int, int, Any, Any, Any, Any, Any]
 
-    An event that cannot be built is replaced by an ``ascope_error`` event saying so
+
+def build_rows(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int) -> list[Row]:
+    """Finish a batch of hot-path tuples off the loop: every value plain, bounded JSON.
+
+    The writer's hottest code, in one tight loop. Field values stay a list in SCHEMA
+    order (the SQLite store keeps them so: no dict per event); ``build_events`` names
+    them. An event that cannot be built is replaced by an ``ascope_error`` row saying so
     (and counted), so the batch keeps its length and order.
     """
     schema_get = SCHEMA.get
     plain = PLAIN
     max_string = _values.SETTINGS.max_string
-    new = _new_event
-    events: list[Event] = []
-    append = events.append
+    rows: list[Row] = []
+    append = rows.append
     for raw in batch:
         try:
             if len(raw) == 8:
@@ -178,17 +184,17 @@ def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
                 kind, ts_ns, correlation_id, parent_id, task_id, trace_id, _scope = raw[:7]
                 payload = raw[7:]
             fields = schema_get(kind)
-            if fields is None or type(payload) is dict:  # report_event: a ready mapping
-                data: Mapping[str, Any] = (normalize(payload) if isinstance(payload, dict)
-                                           else {"value": normalize(payload)})
+            if fields is None or type(payload) is dict:  # report_event: a mapping
+                data: Any = (normalize(payload) if isinstance(payload, dict)
+                             else {"value": normalize(payload)})
             else:
-                # zip() without strict=: the keyword alone costs more than the zip (a
-                # short payload simply leaves the remaining fields out, as strict=False).
-                data = dict(zip(fields, [  # noqa: B905
-                    value if (type(value) is str and len(value) <= max_string)
-                    or (type(value) is int and _MIN <= value <= _MAX)
-                    or (type(value) in plain and type(value) is not str) else normalize(value)
-                    for value in payload]))
+                data = [value if (type(value) is str and len(value) <= max_string)
+                        or (type(value) is int and _MIN <= value <= _MAX)
+                        or (type(value) in plain and type(value) is not str)
+                        else normalize(value)
+                        for value in payload]
+                if len(data) > len(fields):
+                    del data[len(fields):]  # values past the kind's fields have no name
             if correlation_id is not None and not (type(correlation_id) is int
                                                    and _MIN <= correlation_id <= _MAX):
                 correlation_id = id_text(correlation_id)  # an id given by hand
@@ -197,13 +203,38 @@ def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
                 parent_id = id_text(parent_id)
             if trace_id is not None and not (type(trace_id) is str and len(trace_id) <= 64):
                 trace_id = _values.guarded_repr(trace_id, 64)
-            append(new(Event, (kind, ts_ns, ts_ns + wall_offset_ns, correlation_id, parent_id,
-                               task_id, trace_id, node, data)))
+            append((kind, ts_ns, ts_ns + wall_offset_ns, correlation_id, parent_id, task_id,
+                    trace_id, data))
         except Exception as error:
             _c.STATE.internal_errors += 1
-            append(new(Event, ("ascope_error", 0, wall_offset_ns, None, None, None, None, node,
-                               {"error": type(error).__qualname__, "while": "building"})))
-    return events
+            append(("ascope_error", 0, wall_offset_ns, None, None, None, None,
+                    {"error": type(error).__qualname__, "while": "building"}))
+    return rows
+
+
+def data_of(kind: str, data: Any) -> Mapping[str, Any]:
+    """A row's data as the mapping events carry: field values named by SCHEMA."""
+    if type(data) is list:
+        # zip() without strict=: the keyword alone costs more than the zip (a short
+        # list leaves the remaining fields out).
+        return dict(zip(SCHEMA.get(kind, ()), data))  # noqa: B905
+    return data  # type: ignore[no-any-return]
+
+
+def events_of(rows: Sequence[Row], node: Node) -> list[Event]:
+    """Rows as Events (what the memory and JSON lines sinks and captures receive)."""
+    new = _new_event
+    schema_get = SCHEMA.get
+    return [new(Event, (kind, ts, wall, cid, pid, task, trace, node,
+                        dict(zip(schema_get(kind, ()), data))  # noqa: B905
+                        if type(data) is list else data))
+            for kind, ts, wall, cid, pid, task, trace, data in rows]
+
+
+def build_events(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int,
+                 node: Node) -> list[Event]:
+    """``build_event`` over a batch: ``build_rows``, then named."""
+    return events_of(build_rows(batch, wall_offset_ns), node)
 
 
 def id_text(value: Any) -> str:

@@ -5,9 +5,11 @@
       └─ drain timer       per loop: every ``drain_interval`` or past the high-water mark,
                            takes the pending batch and hands it to the writer (no I/O);
                            a sentinel task flushes when the loop shuts down
-           └─ Writer       one thread: builds Event objects, routes them to the configured
-                           sinks and to open ``testing.capture()`` blocks; isolates failing
-                           sinks; sweeps the thread ring and rings of closed loops
+           └─ Writer       one thread: finishes the values (plain, bounded rows), routes
+                           them to the configured sinks (the SQLite store takes rows,
+                           other sinks Events) and to open ``testing.capture()`` blocks;
+                           isolates failing sinks; sweeps the thread ring and rings of
+                           closed loops
 
 The loop's per-event work here is an append (its slow path, past the high-water mark,
 takes the ring's lock briefly); building events, encoding and I/O all happen on the
@@ -366,41 +368,53 @@ class Writer:
         captures = self.captures
         global_on = _c.STATE.global_sinks
         if not captures and not (global_on and self.sinks):
-            return  # nobody to give them to: no Event is built for nothing
-        events = _events.build_events(batch, _events.wall_offset_ns(), _events.NODE)
-        to_global: list[_events.Event] = []
-        to_capture: dict[int, list[_events.Event]] = {}
+            return  # nobody to give them to: nothing is built for nothing
+        rows = _events.build_rows(batch, _events.wall_offset_ns())
+        to_global: list[_events.Row] = []
+        to_capture: dict[int, list[_events.Row]] = {}
         if not captures:
-            to_global = [event for raw, event in zip(batch, events, strict=True)
+            to_global = [row for raw, row in zip(batch, rows, strict=True)
                          if raw[6] is not DISCARD_SCOPE]
         else:
-            for raw, event in zip(batch, events, strict=True):
+            for raw, row in zip(batch, rows, strict=True):
                 scope = raw[6]
                 if scope is DISCARD_SCOPE:
                     continue
                 if global_on:
-                    to_global.append(event)
+                    to_global.append(row)
                 targets: Iterable[int] = captures if scope is None else scope
                 for capture_id in targets:
                     if capture_id in captures:
-                        to_capture.setdefault(capture_id, []).append(event)
+                        to_capture.setdefault(capture_id, []).append(row)
+        node = _events.NODE
         if to_global:
+            events: list[_events.Event] | None = None  # named once, for the sinks needing it
             for slot in self.sinks:
-                self._write(slot, ring, to_global)
-        for capture_id, events in to_capture.items():
+                if events is None and not hasattr(slot.sink, "write_rows"):
+                    events = _events.events_of(to_global, node)
+                self._write(slot, ring, to_global, events, node)
+        for capture_id, selected in to_capture.items():
             sink = captures.get(capture_id)
             if sink is not None:
-                sink.write(events)
+                sink.write(_events.events_of(selected, node))
 
-    def _write(self, slot: _SinkSlot, ring: Ring, events: list[_events.Event]) -> None:
+    def _write(self, slot: _SinkSlot, ring: Ring, rows: list[_events.Row],
+               events: list[_events.Event] | None, node: _events.Node) -> None:
+        """Give one sink its batch: as rows when it takes them (the SQLite store), else as
+        Events."""
         if slot.failed:
-            ring.sink_errors += len(events)
+            ring.sink_errors += len(rows)
             return
         try:
-            slot.sink.write(events)
+            write_rows = getattr(slot.sink, "write_rows", None)
+            if write_rows is not None:
+                write_rows(rows, node)
+            else:
+                slot.sink.write(events if events is not None
+                                else _events.events_of(rows, node))
         except BaseException:  # any (CancelledError too): the writer thread must not die
             slot.failed = True
-            ring.sink_errors += len(events)
+            ring.sink_errors += len(rows)
             logger.exception("ascope: sink %r failed and is disabled; its events are counted "
                              "in ascope.stats().sink_errors", slot.sink)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ._events import Event, Node
+from ._events import Event, Node, data_of
 from .sinks._sqlite import ID_BUCKET_BITS, ID_KEYS, connect
 
 
@@ -85,7 +85,7 @@ class Store:
             for raw in orjson.loads(body):
                 if all(raw[index] == value for index, value in positions):
                     yield Event(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], node,
-                                raw[7])
+                                data_of(raw[0], raw[7]))
                     count += 1
                     if limit is not None and count >= limit:
                         return

@@ -210,7 +210,8 @@ def test_id_lookups_are_exact_across_many_segments_and_buckets(tmp_path: Path) -
 
 
 def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
-    """A store written before buckets (one key row per id) answers the same look-ups."""
+    """A store written before buckets and field lists (one key row per id, each event's
+    data an object) answers the same look-ups with the same events."""
     from ascope.sinks import _sqlite
 
     path = tmp_path / "events.db"
@@ -222,7 +223,8 @@ def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
     assert _pipeline.flush_blocking()
     ascope.disable()
     connection = _sqlite.connect(str(path))
-    body, _keys, first, last = _sqlite.encode_segment(memory.events)
+    body, _keys, first, last = _sqlite.encode_segment(_sqlite.rows_of(memory.events))
+    assert '"module":"app"' in body  # data stored as objects, as before field lists
     node = memory.events[0].node
     segment = connection.execute(_sqlite.INSERT_SEGMENT, (node[0], node[1], node[2], first,
                                                           last, len(memory.events), body))
@@ -234,6 +236,42 @@ def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
     with open_store(path) as store:
         assert store.events(correlation_id=cid) == memory.events
         assert store.events(task_id=memory.events[0].task_id) == memory.events
+
+
+def test_the_events_view_names_each_events_fields(tmp_path: Path) -> None:
+    """Segments keep each event's field values as a list in SCHEMA order; the ``events``
+    view gives ad-hoc SQL one row per event with ``data`` as a JSON object, for such rows
+    and for a kind outside SCHEMA alike; an older view in the file is replaced."""
+    import sqlite3
+
+    path = tmp_path / "events.db"
+    old = sqlite3.connect(path)  # a file from before field lists, with its own view
+    old.executescript("CREATE TABLE segments (id INTEGER PRIMARY KEY, host TEXT NOT NULL,"
+                      " pid INTEGER NOT NULL, process_started_ns INTEGER NOT NULL,"
+                      " first_ts_ns INTEGER NOT NULL, last_ts_ns INTEGER NOT NULL,"
+                      " count INTEGER NOT NULL, body TEXT NOT NULL);"
+                      "CREATE VIEW events AS SELECT id AS segment_id FROM segments;")
+    old.close()
+    ascope.configure(sinks=[f"sqlite:{path}"])
+    ascope.enable()
+    cid = rt.report_function_entry("app.orders", "place", {"order": [1, 2]})
+    rt.report_function_exit(cid, {"ok": True})
+    rt.report_event("custom", {"x": 1})
+    assert _pipeline.flush_blocking()
+    ascope.disable()
+    connection = sqlite3.connect(path)
+    body = connection.execute("SELECT body FROM segments").fetchone()[0]
+    assert orjson.loads(body)[0][7] == ["app.orders", "place", {"order": [1, 2]}, None, None]
+    rows = {kind: orjson.loads(data) for kind, data in connection.execute(
+        "SELECT kind, data FROM events WHERE kind IN ('function_entry', 'function_exit',"
+        " 'custom')")}
+    connection.close()
+    assert rows["function_entry"] == {"module": "app.orders", "function": "place",
+                                      "args": {"order": [1, 2]}, "source": None,
+                                      "node_id": None}
+    assert rows["function_exit"]["result"] == {"ok": True}
+    assert rows["function_exit"]["outcome"] == "return"
+    assert rows["custom"] == {"x": 1}
 
 
 def test_default_sink_is_the_sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -2,23 +2,26 @@
 
 A segment is one batch from the writer, stored as one row whose ``body`` is a JSON array
 of events (``[kind, ts_ns, wall_ns, correlation_id, parent_id, task_id, trace_id, data]``,
-in emission order), plus ``segment_keys`` rows naming what the batch holds, with how many
-events carry each: its kinds and trace ids one row each, and its correlation, parent and
-task ids by *bucket* (``id_bucket`` for correlation and parent ids, ``task_bucket`` for
-task ids: the id shifted right by ``ID_BUCKET_BITS``). ascope's ids come from counters,
-so the ids of one batch are nearly consecutive and fall in a few buckets: a request costs
-the index one row (its trace) instead of five. ``segment_keys`` is a covering primary
-key, so "which segments may hold correlation X" is one index lookup; the read side
-decodes those segments and filters. Ids given by hand that are not ints are indexed
-exactly (``correlation_id``, ``parent_id``, ``task_id`` rows), as every id was by
-stores written before buckets, which read the same.
+in emission order; ``data`` is the list of the kind's field values in the order of
+``ascope._events.SCHEMA``, whose names the ``fields`` table holds, or an object for kinds
+outside it and for stores written before lists), plus ``segment_keys`` rows naming what
+the batch holds, with how many events carry each: its kinds and trace ids one row each,
+and its correlation, parent and task ids by *bucket* (``id_bucket`` for correlation and
+parent ids, ``task_bucket`` for task ids: the id shifted right by ``ID_BUCKET_BITS``).
+ascope's ids come from counters, so the ids of one batch are nearly consecutive and fall
+in a few buckets: a request costs the index one row (its trace) instead of five.
+``segment_keys`` is a covering primary key, so "which segments may hold correlation X" is
+one index lookup; the read side decodes those segments and filters. Ids given by hand that
+are not ints are indexed exactly (``correlation_id``, ``parent_id``, ``task_id`` rows), as
+every id was by stores written before buckets, which read the same.
 
 Why not a row per event: with four indexes SQLite spent 3-6 us per row on the reference
 machine (over half of it holding the GIL the program needs), capping the store near
 100k events/s; a batch becomes one row plus a handful of key rows, and the encoding is a
 single orjson call. An index row per id still cost ~2 us each (most of the writer's
-time under a web server's load), hence the buckets. For ad-hoc SQL the ``events`` view
-expands segments back into rows.
+time under a web server's load), hence the buckets; and naming every event's values in
+a dict cost a quarter of the writer's time, hence the lists. For ad-hoc SQL the
+``events`` view expands segments back into rows, with ``data`` as a JSON object.
 
 Several processes may write one file: WAL mode, a busy timeout, one short transaction
 per batch.
@@ -31,12 +34,33 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
-from .._events import Event
+from .._events import SCHEMA, Event, Node, Row
 from .._values import json_safe
+
+# One row per event, for ad-hoc SQL: the stored field lists named from ``fields``.
+EVENTS_VIEW = """CREATE VIEW events AS
+SELECT s.id AS segment_id,
+       CAST(j.key AS INTEGER) AS position,
+       json_extract(j.value, '$[0]') AS kind,
+       json_extract(j.value, '$[1]') AS ts_ns,
+       json_extract(j.value, '$[2]') AS wall_ns,
+       json_extract(j.value, '$[3]') AS correlation_id,
+       json_extract(j.value, '$[4]') AS parent_id,
+       json_extract(j.value, '$[5]') AS task_id,
+       json_extract(j.value, '$[6]') AS trace_id,
+       s.host AS host, s.pid AS pid, s.process_started_ns AS process_started_ns,
+       CASE json_type(j.value, '$[7]') WHEN 'array' THEN
+           (SELECT json_group_object(f.name, v.value)
+              FROM json_each(j.value, '$[7]') AS v
+              JOIN fields AS f ON f.kind = json_extract(j.value, '$[0]')
+                              AND f.position = v.key)
+       ELSE json_extract(j.value, '$[7]') END AS data
+FROM segments AS s, json_each(s.body) AS j"""
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS segments (
@@ -56,25 +80,18 @@ CREATE TABLE IF NOT EXISTS segment_keys (
     n INTEGER NOT NULL,
     PRIMARY KEY (key_type, key, segment_id)
 ) WITHOUT ROWID;
-CREATE VIEW IF NOT EXISTS events AS
-SELECT s.id AS segment_id,
-       CAST(j.key AS INTEGER) AS position,
-       json_extract(j.value, '$[0]') AS kind,
-       json_extract(j.value, '$[1]') AS ts_ns,
-       json_extract(j.value, '$[2]') AS wall_ns,
-       json_extract(j.value, '$[3]') AS correlation_id,
-       json_extract(j.value, '$[4]') AS parent_id,
-       json_extract(j.value, '$[5]') AS task_id,
-       json_extract(j.value, '$[6]') AS trace_id,
-       s.host AS host, s.pid AS pid, s.process_started_ns AS process_started_ns,
-       json_extract(j.value, '$[7]') AS data
-FROM segments AS s, json_each(s.body) AS j;
-"""
+CREATE TABLE IF NOT EXISTS fields (
+    kind TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (kind, position)
+) WITHOUT ROWID;
+""" + EVENTS_VIEW.replace("CREATE VIEW", "CREATE VIEW IF NOT EXISTS", 1) + ";\n"
 
-# The keys a segment is indexed by exactly, and their position in an Event.
+# The keys a segment is indexed by exactly, and their position in a row.
 KEYS = (("trace_id", 6), ("kind", 0))
 # Ids indexed by bucket when they are ints (exactly, under their own name, otherwise):
-# (name, bucket key type, position in an Event).
+# (name, bucket key type, position in a row).
 ID_KEYS = (("correlation_id", "id_bucket", 3), ("parent_id", "id_bucket", 4),
            ("task_id", "task_bucket", 5))
 ID_BUCKET_BITS = 10
@@ -113,34 +130,62 @@ def connect(path: str) -> sqlite3.Connection:
     return connection
 
 
-def encode_segment(events: Sequence[Event]) -> tuple[str, list[tuple[str, Any, int]], int, int]:
+def prepare_for_writing(connection: sqlite3.Connection) -> None:
+    """What only writers need: the field names of every kind, and the ``events`` view
+    (replaced when a file carries an older one). Readers leave the file untouched."""
+    wanted = [(kind, position, name) for kind, names in SCHEMA.items()
+              for position, name in enumerate(names)]
+    have = connection.execute("SELECT count(*) FROM fields").fetchone()[0]
+    view = connection.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'events'").fetchone()
+    if have == len(wanted) and view is not None and view[0] == EVENTS_VIEW:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # A kind's fields only ever grow at the end (docs/events.md): older rows stay right.
+        connection.executemany("INSERT OR REPLACE INTO fields VALUES (?, ?, ?)", wanted)
+        connection.execute("DROP VIEW IF EXISTS events")
+        connection.execute(EVENTS_VIEW)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def encode_segment(rows: Sequence[Row]) -> tuple[str, list[tuple[str, Any, int]], int, int]:
     """The body of one segment, its (key_type, key, count) rows, first and last ts_ns."""
     try:
-        return _encode(events)
+        return _encode(rows)
     except orjson.JSONEncodeError:  # a string that is not valid UTF-8: store it escaped
-        return _encode([event._replace(kind=json_safe(event.kind),
-                                       correlation_id=json_safe(event.correlation_id),
-                                       parent_id=json_safe(event.parent_id),
-                                       trace_id=json_safe(event.trace_id),
-                                       data=json_safe(event.data)) for event in events])
+        return _encode([(json_safe(kind), ts, wall, json_safe(cid), json_safe(pid), task,
+                         json_safe(trace), json_safe(data))
+                        for kind, ts, wall, cid, pid, task, trace, data in rows])
 
 
-def _encode(events: Sequence[Event]) -> tuple[str, list[tuple[str, Any, int]], int, int]:
-    # Transposing with zip(*) and counting with Counter keep the per-event work in C.
-    columns = list(zip(*events, strict=True))
-    body = orjson.dumps(list(zip(columns[0], columns[1], columns[2], columns[3], columns[4],
-                                 columns[5], columns[6], columns[8], strict=True))).decode()
+def _encode(rows: Sequence[Row]) -> tuple[str, list[tuple[str, Any, int]], int, int]:
+    # The rows are the stored events already: one orjson call; counting with Counter over
+    # itemgetter keeps the per-event work in C.
+    body = orjson.dumps(rows).decode()
     keys = [(name, key, count) for name, index in KEYS
-            for key, count in Counter(columns[index]).items() if key is not None]
+            for key, count in Counter(map(itemgetter(index), rows)).items() if key is not None]
     buckets: Counter[tuple[str, int]] = Counter()
     for name, bucket, index in ID_KEYS:
-        for key, count in Counter(columns[index]).items():
+        for key, count in Counter(map(itemgetter(index), rows)).items():
             if type(key) is int:
                 buckets[bucket, key >> ID_BUCKET_BITS] += count
             elif key is not None:
                 keys.append((name, key, count))
     keys += [(bucket, key, count) for (bucket, key), count in buckets.items()]
-    return body, keys, min(columns[1]), max(columns[1])
+    times = list(map(itemgetter(1), rows))
+    return body, keys, min(times), max(times)
+
+
+def rows_of(events: Sequence[Event]) -> list[Row]:
+    """Events (from another store, say) as rows: their data stays a mapping."""
+    return [(event.kind, event.ts_ns, event.wall_ns, event.correlation_id, event.parent_id,
+             event.task_id, event.trace_id,
+             event.data if type(event.data) is dict else dict(event.data))
+            for event in events]
 
 
 class SqliteSink:
@@ -150,28 +195,37 @@ class SqliteSink:
         self.path = os.fspath(path)
         self._connection: sqlite3.Connection | None = None
 
+    def write_rows(self, rows: Sequence[Row], node: Node) -> None:
+        """The writer's path: rows built from the ring, all of one process."""
+        if rows:
+            self._write_segments([(node, rows)])
+
     def write(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        if self._connection is None:
-            self._connection = connect(self.path)
         node = events[0].node
         if all(event.node is node for event in events):
-            groups = [events]
+            groups = [(node, rows_of(events))]
         else:  # events of several processes (a copy between stores): a segment each
             by_node: dict[Any, list[Event]] = {}
             for event in events:
                 by_node.setdefault(tuple(event.node), []).append(event)
-            groups = list(by_node.values())
-        encoded = [(group, *encode_segment(group)) for group in groups]
+            groups = [(Node(*key), rows_of(group)) for key, group in by_node.items()]
+        self._write_segments(groups)
+
+    def _write_segments(self, groups: Sequence[tuple[Any, Sequence[Row]]]) -> None:
+        if self._connection is None:
+            connection = connect(self.path)
+            prepare_for_writing(connection)
+            self._connection = connection
+        encoded = [(node, len(rows), *encode_segment(rows)) for node, rows in groups]
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for group, body, keys, first_ts, last_ts in encoded:
-                node = group[0].node
+            for node, count, body, keys, first_ts, last_ts in encoded:
                 segment = connection.execute(
                     INSERT_SEGMENT,
-                    (node[0], node[1], node[2], first_ts, last_ts, len(group), body)).lastrowid
+                    (node[0], node[1], node[2], first_ts, last_ts, count, body)).lastrowid
                 connection.execute(INSERT_KEYS, (segment, orjson.dumps(keys).decode()))
         except BaseException:
             connection.execute("ROLLBACK")
