@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
+from itertools import repeat, starmap
 from typing import Any
 
 DROP_OLDEST = "drop_oldest"
@@ -111,8 +112,8 @@ class Ring:
     def take(self) -> list[tuple[Any, ...]]:
         """Remove and return everything pending, counting it as drained."""
         with self.lock:
-            pop = self.buffer.popleft
-            batch = [pop() for _ in range(len(self.buffer))]
+            # popleft, n times, in C (starmap): an append racing with this stays queued.
+            batch = list(starmap(self.buffer.popleft, repeat((), len(self.buffer))))
             self.drained += len(batch)
         return batch
 
