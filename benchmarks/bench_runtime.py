@@ -121,7 +121,7 @@ async def bench_calls(rounds: int, n: int) -> None:
           + " ".join(f"{r:.1f}" for r in otel_ratios) + ")")
 
 
-def bench_tasks(rounds: int, n: int, use_uvloop: bool) -> None:
+def bench_tasks(rounds: int, n: int, use_uvloop: bool, store: str) -> None:
     async def trivial() -> None:
         return None
 
@@ -132,29 +132,41 @@ def bench_tasks(rounds: int, n: int, use_uvloop: bool) -> None:
             await loop.create_task(trivial())
         return (now() - t0) / count
 
-    def run(with_ascope: bool) -> float:
+    def run(with_ascope: bool, sinks: list[str]) -> float:
+        # Every variant starts with the writer idle (no backlog from the one before).
+        ascope.configure(sinks=sinks)
+        _pipeline.flush_blocking()
+
         async def main() -> float:
             if with_ascope:
                 ascope.install_task_factory()
-                # Consume events as a real service would, between the timed chunks.
-                await ascope.flush()
             else:
                 # ascope.enable() has the policy's new loops get ascope's factory (so that
                 # asyncio.run's first tasks are tracked): take it off for the baseline.
                 asyncio.get_running_loop().set_task_factory(None)
             return await spawn_all(n)
 
-        if use_uvloop:
-            import uvloop
-            return uvloop.run(main())
-        return asyncio.run(main())
+        try:
+            if use_uvloop:
+                import uvloop
+                return uvloop.run(main())
+            return asyncio.run(main())
+        finally:
+            _pipeline.flush_blocking()
 
+    rounds_out: dict[str, list[float]] = {}
+    default, hot = "default task factory", "ascope factory, hot path (events drained)"
     figures = interleaved({
-        "default task factory": lambda: run(False),
-        "ascope task factory (spawn + exit recorded)": lambda: run(True),
-    }, rounds)
+        default: lambda: run(False, []),
+        hot: lambda: run(True, []),
+        "ascope factory incl. writer into SQLite": lambda: run(True, [f"sqlite:{store}"]),
+    }, rounds, rounds_out)
     print_table(f"Task create + run + finish, {'uvloop' if use_uvloop else 'asyncio'} "
-                "(ns per task)", figures, "default task factory", "ns")
+                "(ns per task)", figures, default, "ns")
+    ratio, ratios = ratio_per_round(rounds_out, hot, default)
+    print(f"  -> hot path / default = {ratio:.2f}x (target <= 1.6), by round: "
+          + " ".join(f"{r:.2f}" for r in ratios))
+    ascope.configure(sinks=[f"sqlite:{store}"])
 
 
 async def bench_throughput(seconds: float, store: str) -> None:
@@ -249,8 +261,8 @@ def main() -> None:
         asyncio.run(calls_and_throughput())
         ascope.enable()
         if "tasks" in only:
-            bench_tasks(options.rounds, options.tasks, use_uvloop=False)
-            bench_tasks(options.rounds, options.tasks, use_uvloop=True)
+            bench_tasks(options.rounds, options.tasks, use_uvloop=False, store=path)
+            bench_tasks(options.rounds, options.tasks, use_uvloop=True, store=path)
         ascope.disable()
         ascope.shutdown()
     print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs")
