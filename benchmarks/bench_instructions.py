@@ -1,0 +1,166 @@
+"""CPU instructions per operation, counted by callgrind: the same every run, noise or not.
+
+    .venv/bin/python benchmarks/bench_instructions.py [--only pair,tasks,writer,asgi]
+
+Timings on the shared machine swing by 2x; instruction counts do not (valgrind's
+callgrind counts every instruction the process executes, in all its threads). Each
+workload runs twice under callgrind, with N operations and with none, and the difference
+divided by N is printed: start-up and imports cancel out. Use it to compare two versions
+of a hot path exactly; use the timing benchmarks for what a user waits for (instructions
+are not time: cache misses and a second core doing a thread's work differ).
+
+Needs valgrind (apt-get install -y valgrind). Takes about a minute per section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+PRELUDE = """
+import asyncio, sys, time
+import ascope
+from ascope import runtime, _pipeline, _events
+N = int(sys.argv[1])
+ascope.configure(sinks=[])
+ascope.enable()
+"""
+
+WORKLOADS: dict[str, dict[str, str]] = {
+    "pair": {
+        "empty function f(module, function, args)": """
+def f(module, function, args): return None
+def main():
+    for _ in range(N): f("bench", "f", (1, 2))
+main()
+""",
+        "report_function_entry + exit, capture on": """
+async def main():
+    entry, exit_ = runtime.report_function_entry, runtime.report_function_exit
+    for _ in range(N): exit_(entry("bench", "f", (1, 2)), None)
+asyncio.run(main())
+""",
+        "OpenTelemetry span start/end (batch processor)": """
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+class Drop(SpanExporter):
+    def export(self, spans): return SpanExportResult.SUCCESS
+provider = TracerProvider(); provider.add_span_processor(BatchSpanProcessor(Drop()))
+tracer = provider.get_tracer("bench")
+def main():
+    for _ in range(N):
+        with tracer.start_as_current_span("f"): pass
+main()
+provider.shutdown()
+""",
+    },
+    "tasks": {
+        "uvloop: default task factory": """
+import uvloop
+async def trivial(): return None
+async def main():
+    loop = asyncio.get_running_loop(); loop.set_task_factory(None)
+    for _ in range(N): await loop.create_task(trivial())
+uvloop.run(main())
+""",
+        "uvloop: ascope task factory": """
+import uvloop
+async def trivial(): return None
+async def main():
+    loop = asyncio.get_running_loop(); ascope.install_task_factory()
+    for _ in range(N): await loop.create_task(trivial())
+uvloop.run(main())
+""",
+        "asyncio: default task factory": """
+async def trivial(): return None
+async def main():
+    loop = asyncio.get_running_loop(); loop.set_task_factory(None)
+    for _ in range(N): await loop.create_task(trivial())
+asyncio.run(main())
+""",
+        "asyncio: ascope task factory": """
+async def trivial(): return None
+async def main():
+    loop = asyncio.get_running_loop(); ascope.install_task_factory()
+    for _ in range(N): await loop.create_task(trivial())
+asyncio.run(main())
+""",
+    },
+    "writer": {
+        "writer: one ASGI request's event into SQLite (per event)": """
+import os, tempfile
+from ascope.sinks import SqliteSink
+trace = "0af7651916cd43dd8448eb211c80319c"
+batch = []
+for i in range(250):
+    c = (1 << 40) + 3 * i
+    batch += [
+        ("http_request_start", i, c, None, c + 2, trace, None, ("GET", "/items/42", None,
+         ("127.0.0.1", 50000 + i), {"host": "127.0.0.1:8000"}, "/items/{item_id}")),
+        ("endpoint_entry", i, c + 1, c, c + 2, trace, None,
+         ("app.item", None, {"item_id": 42}, "/items/{item_id}")),
+        ("endpoint_exit", i, c + 1, c, c + 2, trace, None,
+         ("app.item", None, 200, "return", 200408)),
+        ("http_request_complete", i, c, None, c + 2, trace, None,
+         (200, "application/json", 54, 323522, "complete"))]
+sink = SqliteSink(os.path.join(tempfile.mkdtemp(), "bench.db"))
+def main():
+    for _ in range(N // len(batch)):
+        sink.write_rows(_events.build_rows(batch, 0), _events.NODE)
+main()
+""",
+    },
+}
+
+COUNTS = {"pair": 10_000, "tasks": 5_000, "writer": 10_000}
+
+
+def instructions(code: str, n: int) -> int:
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
+        script.write(PRELUDE + code)
+    out_file = script.name + ".callgrind"
+    try:
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
+             sys.executable, script.name, str(n)],
+            capture_output=True, text=True, timeout=600,
+            env={**os.environ, "PYTHONHASHSEED": "0"})
+        match = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or match is None:
+            raise RuntimeError(f"callgrind failed:\n{done.stderr[-2000:]}")
+        return int(match.group(1))
+    finally:
+        for path in (script.name, out_file):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(WORKLOADS))
+    options = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is needed (apt-get install -y valgrind)")
+    for section in (s.strip() for s in options.only.split(",")):
+        n = COUNTS[section]
+        figures = {}
+        for name, code in WORKLOADS[section].items():
+            figures[name] = (instructions(code, n) - instructions(code, 0)) / n
+        print(f"\n{section} (instructions per operation, {n:,} operations)")
+        for name, count in figures.items():
+            # The baseline: the section's first line, or the first with the same "loop:".
+            group = name.split(":")[0] + ":" if ":" in name else None
+            base_name = next(other for other in figures
+                             if group is None or other.startswith(group))
+            print(f"  {name:<58} {count:>10,.0f}   {count / figures[base_name]:6.2f}x "
+                  f"{base_name}")
+    print(f"\nPython {sys.version.split()[0]}, PYTHONHASHSEED=0")
+
+
+if __name__ == "__main__":
+    main()
