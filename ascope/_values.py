@@ -120,10 +120,9 @@ def capture_args(args: Any) -> Any:
             return capture(args)  # the bounded snapshot, ending with its $truncated marker
         for arg in args:
             arg_kind = type(arg)
-            if arg_kind is str:
-                if len(arg) > settings.max_string:
-                    break
-            elif arg_kind not in _SCALARS:
+            if arg_kind is int or arg is None or arg_kind is bool or arg_kind is float:
+                continue
+            if arg_kind is not str or len(arg) > settings.max_string:
                 break
         else:
             return args
