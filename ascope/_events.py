@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from . import _context as _c
 from . import _values
-from ._values import PLAIN, normalize
+from ._values import normalize
 
 
 class Node(NamedTuple):
@@ -172,7 +172,6 @@ def build_rows(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int) -> list[Ro
     (and counted), so the batch keeps its length and order.
     """
     schema_get = SCHEMA.get
-    plain = PLAIN
     max_string = _values.SETTINGS.max_string
     rows: list[Row] = []
     append = rows.append
@@ -188,9 +187,11 @@ def build_rows(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int) -> list[Ro
                 data: Any = (normalize(payload) if isinstance(payload, dict)
                              else {"value": normalize(payload)})
             else:
-                data = [value if (type(value) is str and len(value) <= max_string)
-                        or (type(value) is int and _MIN <= value <= _MAX)
-                        or (type(value) in plain and type(value) is not str)
+                # Plain values as they are (checked by identity: cheaper than a set);
+                # anything else made plain and bounded.
+                data = [value if ((kind_of := type(value)) is str and len(value) <= max_string)
+                        or value is None or kind_of is bool
+                        or (kind_of is int and _MIN <= value <= _MAX)
                         else normalize(value)
                         for value in payload]
                 if len(data) > len(fields):

@@ -90,10 +90,6 @@ def is_sensitive(key: str) -> bool:
 # (off the loop). Strings are cut here so the ring never pins a huge one.
 _SCALARS = frozenset({int, float, bool, type(None)})
 
-# What the writer passes through ``normalize`` unchanged: everything else (numbers,
-# tuples, containers, objects given where a scalar was meant) gets normalized there.
-PLAIN = frozenset({str, bool, type(None)})
-
 
 def capture(value: Any) -> Any:
     """Snapshot one value on the hot path; never raises."""
