@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from . import _context as _c
 from . import _pipeline, _values
 from ._exceptions import ConfigurationError
 from ._ring import OVERFLOW_POLICIES
@@ -37,6 +38,7 @@ def configure(
     max_repr: int = _UNSET,
     max_items: int = _UNSET,
     redact: Iterable[str] = _UNSET,
+    sample_rate: float = _UNSET,
 ) -> None:
     """Change ascope's settings; only those given change.
 
@@ -49,6 +51,10 @@ def configure(
     - value limits: ``max_depth``, ``max_length``, ``max_string``, ``max_repr``,
       ``max_items``; ``redact``: substrings of key names whose values are redacted
       (replaces the default list; ``[]`` turns redaction off).
+    - ``sample_rate``: the share of HTTP requests and websocket connections the ASGI
+      middleware records, from 0 to 1 (default 1: all). The others run with capture off
+      for their whole task: nothing inside them is recorded. A request that carries a
+      ``traceparent`` is decided by its trace id, so services with the same rate agree.
     """
     pipeline = _pipeline.SETTINGS
     new_ring = {
@@ -72,6 +78,7 @@ def configure(
     if redact is not _UNSET:
         changes["redact"] = _words("redact", redact)
     new_sinks: list[Any] | None = None if sinks is _UNSET else _build_sinks(sinks)
+    new_rate = None if sample_rate is _UNSET else _share("sample_rate", sample_rate)
 
     # Everything checked: apply.
     ring_changed = any(getattr(pipeline, key) != value for key, value in new_ring.items())
@@ -81,6 +88,8 @@ def configure(
         _pipeline.resize_rings()
     if changes:
         _values.set_limits(replace(limits, **changes))
+    if new_rate is not None:
+        _c.STATE.sample_rate = new_rate
     if new_sinks is not None:
         global _configured_sinks
         _configured_sinks = new_sinks
@@ -136,6 +145,12 @@ def _fraction(name: str, value: Any) -> float:
     return float(value)
 
 
+def _share(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigurationError(name, f"expected a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def _overflow(value: Any) -> str:
     if value not in OVERFLOW_POLICIES:
         raise ConfigurationError("overflow", f"expected one of {OVERFLOW_POLICIES}, "
@@ -155,7 +170,7 @@ def _words(name: str, value: Any) -> tuple[str, ...]:
 
 _ENV_INTS = ("ring_size", "max_backlog", "max_depth", "max_length", "max_string", "max_repr",
              "max_items")
-_ENV_FLOATS = ("high_water", "drain_interval")
+_ENV_FLOATS = ("high_water", "drain_interval", "sample_rate")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

@@ -50,13 +50,14 @@ current: ContextVar[Frame] = ContextVar("ascope.frame", default=ROOT)
 class _State:
     """Process-wide switches read on the hot path."""
 
-    __slots__ = ("global_sinks", "internal_errors", "on", "scoped_captures")
+    __slots__ = ("global_sinks", "internal_errors", "on", "sample_rate", "scoped_captures")
 
     def __init__(self) -> None:
         self.on = False  # capture happens when this is true and the frame is enabled
         self.global_sinks = False  # events go to the configured sinks (enable() was called)
         self.scoped_captures = 0  # open ascope.testing.capture() blocks
         self.internal_errors = 0  # failures inside ascope that were swallowed
+        self.sample_rate = 1.0  # share of requests and connections the middleware records
 
     def recompute(self) -> None:
         self.on = self.global_sinks or self.scoped_captures > 0

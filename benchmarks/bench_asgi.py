@@ -13,6 +13,11 @@ no-middleware server's figure of the same round, and the median over rounds is p
 - ``otel``: OpenTelemetry's ``OpenTelemetryMiddleware`` with a ``BatchSpanProcessor`` and
   an exporter that drops the spans.
 
+Diagnostic variants (``--variants``): ``ascope-off``, ``ascope-discard`` (batches thrown
+away before the writer: the loop's side alone), ``ascope-nosink``, ``ascope-memory``,
+``ascope-notasks``, and ``ascope-sampled`` (``sample_rate=0.1``: one request in ten
+recorded into SQLite).
+
 The whole run is bounded: rounds x variants x (duration + 1 s warm-up) plus start-up.
 """
 
@@ -34,7 +39,7 @@ from typing import Any
 VARIANTS = ("baseline", "ascope", "otel")
 # Diagnostic variants (``--variants``): where the cost of the ascope variant goes.
 EXTRA_VARIANTS = ("ascope-off", "ascope-nosink", "ascope-memory", "ascope-notasks",
-                  "ascope-discard")
+                  "ascope-discard", "ascope-sampled")
 
 
 # -- the servers (run in child processes) -----------------------------------------------------
@@ -65,8 +70,11 @@ def build_app(variant: str, store: str | None) -> Any:
 
         sinks = {"ascope": [f"sqlite:{store}"], "ascope-nosink": [],
                  "ascope-memory": ["memory:"], "ascope-off": [],
-                 "ascope-notasks": [f"sqlite:{store}"], "ascope-discard": []}[variant]
+                 "ascope-notasks": [f"sqlite:{store}"], "ascope-discard": [],
+                 "ascope-sampled": [f"sqlite:{store}"]}[variant]
         ascope.configure(sinks=sinks)
+        if variant == "ascope-sampled":  # one request in ten recorded
+            ascope.configure(sample_rate=0.1)
         app.add_middleware(AscopeMiddleware, enable=variant != "ascope-off")
         if variant == "ascope-discard":  # diagnostic: the loop's side only, no writer work
             from ascope import _pipeline

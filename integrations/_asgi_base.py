@@ -8,6 +8,7 @@ context frames (layout in ``ascope/_context.py``) and emit through
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -15,6 +16,8 @@ from urllib.parse import parse_qsl
 
 from ascope import _context as _c
 from ascope import _pipeline, _report, _values
+
+from . import _traceparent
 
 logger = logging.getLogger("ascope")
 
@@ -71,6 +74,34 @@ def _root_frame(parent: _c.Frame, trace_id: str, now: int) -> _c.Frame:
 def _child_frame(parent: _c.Frame, parent_id: Any, now: int) -> _c.Frame:
     return (_new_ids(), parent_id, parent, parent[_c.TASK], parent[_c.TRACE], True,
             parent[_c.SCOPE], now, parent[_c.RING])
+
+
+_random = random.random
+_LOW_56 = float(2**56)
+
+
+def _sampled(scope: Scope) -> bool:
+    """Whether the middleware records this request or connection (``sample_rate``)."""
+    rate = _STATE.sample_rate
+    if rate >= 1.0:
+        return True
+    if rate <= 0.0:
+        return False
+    for name, value in scope.get("headers") or ():
+        if name == b"traceparent":
+            parsed = _traceparent.parse(value)
+            if parsed is not None:
+                # A trace id's low 56 bits are random (W3C's and ascope's own alike): every
+                # service with the same rate decides a trace the same way.
+                return int(parsed.trace_id[-14:], 16) < rate * _LOW_56
+            break
+    return _random() < rate
+
+
+def _unsampled(parent: _c.Frame) -> _c.Frame:
+    """The frame a request left out by ``sample_rate`` runs under: capture off for its
+    task, and for everything it calls or spawns."""
+    return parent[:_c.ENABLED] + (False,) + parent[_c.ENABLED + 1:]
 
 
 def _error_payload(error: BaseException, source: str) -> tuple[Any, ...]:

@@ -51,6 +51,8 @@ from ._asgi_base import (
     _query_params,
     _root_frame,
     _route_of,
+    _sampled,
+    _unsampled,
     logger,
 )
 from ._websocket import _Channel
@@ -290,6 +292,9 @@ class AscopeMiddleware:
     - ``websockets`` (default True): record websocket connections as channels.
     - ``live`` (default True): when pyview-web has been imported, record its live views'
       mounts and events (``ascope.integrations.live``).
+
+    How many requests and connections are recorded is ``ascope.configure(sample_rate=...)``
+    (default: all); one left out runs with capture off for its whole task.
     """
 
     def __init__(self, app: ASGIApp, *, enable: bool = True,
@@ -317,6 +322,9 @@ class AscopeMiddleware:
         if kind == "http" and _STATE.on and SCOPE_KEY not in scope:
             parent = _current.get()
             if parent[5]:
+                if _STATE.sample_rate < 1.0 and not _sampled_safely(scope):
+                    await self._unrecorded(scope, receive, send, parent)
+                    return
                 try:
                     request = _Request(self, scope, parent, receive, send)
                     scope[SCOPE_KEY] = request
@@ -343,7 +351,10 @@ class AscopeMiddleware:
         elif kind == "websocket" and _STATE.on and self.websockets and SCOPE_KEY not in scope:
             parent = _current.get()
             if parent[5]:
-                await self._websocket(scope, receive, send, parent)
+                if _STATE.sample_rate < 1.0 and not _sampled_safely(scope):
+                    await self._unrecorded(scope, receive, send, parent)
+                else:
+                    await self._websocket(scope, receive, send, parent)
                 return
         elif kind == "lifespan" and _STATE.on:
             # The server's loop: set it up (ring, drainer, task factory) before any request.
@@ -352,6 +363,15 @@ class AscopeMiddleware:
             except Exception:
                 _internal_error()
         await self.app(scope, receive, send)
+
+    async def _unrecorded(self, scope: Scope, receive: Receive, send: Send,
+                          parent: _c.Frame) -> None:
+        """A request or connection ``sample_rate`` leaves out: capture off for its task."""
+        token = _current.set(_unsampled(parent))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _current.reset(token)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send,
                          parent: _c.Frame) -> None:
@@ -373,6 +393,14 @@ class AscopeMiddleware:
             channel.leave(None)
             if scope.get(SCOPE_KEY) is channel:  # no cycle left to the collector (see http)
                 del scope[SCOPE_KEY]
+
+
+def _sampled_safely(scope: Scope) -> bool:
+    try:
+        return _sampled(scope)
+    except Exception:
+        _internal_error()
+        return True
 
 
 def _wrap_route_handlers() -> None:

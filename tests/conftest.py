@@ -48,7 +48,7 @@ def reset_ascope() -> None:
         _pipeline.resize_rings()
     if _values.SETTINGS.limits != ValueLimits():
         _values.set_limits(ValueLimits())
-    ascope.configure(sinks=[])
+    ascope.configure(sinks=[], sample_rate=1.0)
     _pipeline.flush_blocking()
     _c.current.set(_c.ROOT)
 

@@ -12,6 +12,7 @@ import pytest
 
 import ascope
 from ascope import _config, _pipeline, _values
+from ascope import _context as _c
 from ascope import runtime as rt
 from ascope.sinks import JsonlSink, MemorySink, SqliteSink
 from ascope.store import open_store
@@ -22,7 +23,7 @@ def snapshot_settings() -> tuple[Any, ...]:
     settings = _pipeline.SETTINGS
     return (settings.ring_size, settings.overflow, settings.high_water,
             settings.drain_interval, _values.SETTINGS.limits,
-            [type(sink) for sink in _config.configured_sinks()])
+            [type(sink) for sink in _config.configured_sinks()], _c.STATE.sample_rate)
 
 
 # -- configure -----------------------------------------------------------------------------------
@@ -103,6 +104,8 @@ BAD_SETTINGS: list[tuple[str, Any]] = [
     ("redact", [1, 2]), ("redact", 5), ("redact", [b"password"]),
     ("sinks", "nosuch:x"), ("sinks", ["memory", "memory:"]), ("sinks", [object()]),
     ("sinks", 42), ("sinks", ["jsonl:"]),
+    ("sample_rate", 1.5), ("sample_rate", -0.1), ("sample_rate", "0.5"),
+    ("sample_rate", True), ("sample_rate", None),
 ]
 
 
@@ -153,6 +156,7 @@ def test_settings_from_environment() -> None:
         "ASCOPE_MAX_DEPTH": "3",
         "ASCOPE_MAX_STRING": "100",
         "ASCOPE_REDACT": "pin,ssn",
+        "ASCOPE_SAMPLE_RATE": "0.1",
         "UNRELATED": "1",
     })
     assert turn_on is True
@@ -163,6 +167,7 @@ def test_settings_from_environment() -> None:
     assert options["drain_interval"] == 0.5
     assert options["max_depth"] == 3 and options["max_string"] == 100
     assert options["redact"] == "pin,ssn"
+    assert options["sample_rate"] == 0.1
 
 
 @pytest.mark.parametrize(("environ", "expected"), [
@@ -192,7 +197,7 @@ def test_bad_environment_raises(environ: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("environ", [
     {"ASCOPE_RING_SIZE": "0"}, {"ASCOPE_OVERFLOW": "sometimes"},
-    {"ASCOPE_SINKS": "ftp:x"},
+    {"ASCOPE_SINKS": "ftp:x"}, {"ASCOPE_SAMPLE_RATE": "2"},
 ])
 def test_bad_environment_values_are_checked_by_configure(environ: dict[str, str]) -> None:
     """Parsable but bad values fail in configure, with nothing applied or switched on."""
