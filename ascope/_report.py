@@ -7,6 +7,7 @@ hottest code (0 cid, 1 parent id, 2 parent frame, 3 task, 4 trace, 5 enabled, 6 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import traceback as _traceback
@@ -139,10 +140,12 @@ def _traceback_of(error: Any, given: Any) -> Any:
     if tb is None:
         return None
     try:
-        frames = _traceback.extract_tb(tb, limit=32)
+        # From the frames themselves, not traceback.extract_tb: that reads each file's
+        # source lines through linecache (file I/O on the loop) for text never recorded.
+        return [[frame.f_code.co_filename, line, frame.f_code.co_name]
+                for frame, line in itertools.islice(_traceback.walk_tb(tb), 32)]
     except Exception:
         return _values.guarded_repr(tb)
-    return [[f.filename, f.lineno, f.name] for f in frames]
 
 
 def _diff(old: Any, new: Any) -> Any:

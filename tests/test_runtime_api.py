@@ -621,3 +621,28 @@ def test_report_event_kind_is_always_a_string() -> None:
         rt.report_event([1, 2], {"a": 1})  # type: ignore[arg-type]
     assert len(captured.events) == 2
     assert all(isinstance(event.kind, str) for event in captured.events)
+
+
+def test_an_error_traceback_is_recorded_without_reading_source_files(tmp_path: Any) -> None:
+    """The traceback is [file, line, function] per frame, taken from the frames: no
+    source file is read on the hot path (traceback.extract_tb reads each through
+    linecache, which is file I/O on the event loop)."""
+    import linecache
+    import sys
+
+    source = tmp_path / "ascope_tb_sample.py"
+    source.write_text("def fail():\n    raise ValueError('deep')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import ascope_tb_sample  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    linecache.clearcache()
+    try:
+        ascope_tb_sample.fail()
+    except ValueError as error:
+        with capture() as captured:
+            rt.report_error(error)
+    (event,) = [e for e in captured.events if e.kind == "error"]
+    assert event.data["traceback"][-1] == [str(source), 2, "fail"]
+    assert str(source) not in linecache.cache
