@@ -176,7 +176,20 @@ def normalize(value: Any) -> Any:
         flat = _normalize_flat(value, kind)
         if flat is not None:
             return flat
+    if kind is Later:
+        return normalize(value.function(*value.args))
     return _Normalizer(SETTINGS.limits).walk(value, 0)
+
+
+class Later:
+    """A value derived from values already captured, left for the writer to compute: the
+    hot path records the inputs, the writer (``normalize``) calls ``function(*args)``."""
+
+    __slots__ = ("args", "function")
+
+    def __init__(self, function: Any, *args: Any) -> None:
+        self.function = function
+        self.args = args
 
 
 def _normalize_flat(value: Any, kind: type) -> Any:

@@ -329,7 +329,8 @@ def report_state_change(target: Any, before: Any, after: Any, diff: Any = None) 
         frame = _active()
         if frame is not None:
             old, new = _capture(before), _capture(after)
-            diff = _diff(old, new) if diff is None else _capture(diff)
+            # The snapshots are the writer's now: it computes the diff, off the loop.
+            diff = _values.Later(_diff, old, new) if diff is None else _capture(diff)
             _emit("state_change", _now(), frame, (_text(target), old, new, diff))
     except Exception:
         _internal_error()

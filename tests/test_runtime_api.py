@@ -646,3 +646,24 @@ def test_an_error_traceback_is_recorded_without_reading_source_files(tmp_path: A
     (event,) = [e for e in captured.events if e.kind == "error"]
     assert event.data["traceback"][-1] == [str(source), 2, "fail"]
     assert str(source) not in linecache.cache
+
+
+def test_state_change_diff_is_computed_by_the_writer_not_the_caller() -> None:
+    """report_state_change snapshots before and after on the hot path; the diff between
+    them is left in the ring as a deferred value and computed off the loop, with the same
+    result a caller-side diff gave."""
+    from ascope import _pipeline, _values
+
+    async def main() -> Any:
+        cid = rt.report_function_entry("app", "f", ())
+        rt.report_state_change("counter", {"n": 1, "gone": 0}, {"n": 2, "new": 3})
+        pending = _pipeline.current_ring().buffer[-1]  # type: ignore[union-attr]
+        rt.report_function_exit(cid)
+        return pending
+
+    with capture() as captured:
+        pending = asyncio.run(main())
+    assert pending[0] == "state_change" and type(pending[7][3]) is _values.Later
+    (change,) = [e for e in captured.events if e.kind == "state_change"]
+    assert change.data["diff"] == {"added": {"new": 3}, "removed": {"gone": 0},
+                                   "changed": {"n": [1, 2]}}
