@@ -78,7 +78,7 @@ def configure(
     if redact is not _UNSET:
         changes["redact"] = _words("redact", redact)
     new_sinks: list[Any] | None = None if sinks is _UNSET else _build_sinks(sinks)
-    new_rate = None if sample_rate is _UNSET else _share("sample_rate", sample_rate)
+    new_rate = None if sample_rate is _UNSET else _fraction("sample_rate", sample_rate, zero=True)
 
     # Everything checked: apply.
     ring_changed = any(getattr(pipeline, key) != value for key, value in new_ring.items())
@@ -139,15 +139,15 @@ def _positive_float(name: str, value: Any) -> float:
     return float(value)
 
 
-def _fraction(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ConfigurationError(name, f"expected a number in (0, 1], got {value!r}")
-    return float(value)
-
-
-def _share(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ConfigurationError(name, f"expected a number in [0, 1], got {value!r}")
+def _fraction(name: str, value: Any, zero: bool = False) -> float:
+    """A number in (0, 1], or [0, 1] when ``zero`` is allowed."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        in_range = False
+    else:
+        in_range = (0 <= value <= 1) if zero else (0 < value <= 1)
+    if not in_range:
+        interval = "[0, 1]" if zero else "(0, 1]"
+        raise ConfigurationError(name, f"expected a number in {interval}, got {value!r}")
     return float(value)
 
 
