@@ -225,10 +225,7 @@ def data_of(kind: str, data: Any) -> Mapping[str, Any]:
 def events_of(rows: Sequence[Row], node: Node) -> list[Event]:
     """Rows as Events (what the memory and JSON lines sinks and captures receive)."""
     new = _new_event
-    schema_get = SCHEMA.get
-    return [new(Event, (kind, ts, wall, cid, pid, task, trace, node,
-                        dict(zip(schema_get(kind, ()), data))  # noqa: B905
-                        if type(data) is list else data))
+    return [new(Event, (kind, ts, wall, cid, pid, task, trace, node, data_of(kind, data)))
             for kind, ts, wall, cid, pid, task, trace, data in rows]
 
 

@@ -390,31 +390,29 @@ class Writer:
         if to_global:
             events: list[_events.Event] | None = None  # named once, for the sinks needing it
             for slot in self.sinks:
-                if events is None and not hasattr(slot.sink, "write_rows"):
-                    events = _events.events_of(to_global, node)
-                self._write(slot, ring, to_global, events, node)
+                write_rows = getattr(slot.sink, "write_rows", None)
+                if write_rows is not None:  # the SQLite store takes the rows as they are
+                    self._write(slot, ring, len(to_global), write_rows, to_global, node)
+                else:
+                    if events is None:
+                        events = _events.events_of(to_global, node)
+                    self._write(slot, ring, len(events), slot.sink.write, events)
         for capture_id, selected in to_capture.items():
             sink = captures.get(capture_id)
             if sink is not None:
                 sink.write(_events.events_of(selected, node))
 
-    def _write(self, slot: _SinkSlot, ring: Ring, rows: list[_events.Row],
-               events: list[_events.Event] | None, node: _events.Node) -> None:
-        """Give one sink its batch: as rows when it takes them (the SQLite store), else as
-        Events."""
+    def _write(self, slot: _SinkSlot, ring: Ring, count: int, write: Callable[..., Any],
+               *batch: Any) -> None:
+        """``write(*batch)`` for one sink; a sink that fails is disabled and counted."""
         if slot.failed:
-            ring.sink_errors += len(rows)
+            ring.sink_errors += count
             return
         try:
-            write_rows = getattr(slot.sink, "write_rows", None)
-            if write_rows is not None:
-                write_rows(rows, node)
-            else:
-                slot.sink.write(events if events is not None
-                                else _events.events_of(rows, node))
+            write(*batch)
         except BaseException:  # any (CancelledError too): the writer thread must not die
             slot.failed = True
-            ring.sink_errors += len(rows)
+            ring.sink_errors += count
             logger.exception("ascope: sink %r failed and is disabled; its events are counted "
                              "in ascope.stats().sink_errors", slot.sink)
 
