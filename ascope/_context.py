@@ -98,9 +98,9 @@ def new_trace_id() -> str:
 
     The first 12 digits are the time in milliseconds (as in a UUIDv7 or an X-Ray trace
     id), the other 20 random: ids made close in time sort close together, so the store's
-    trace index grows at its end instead of rewriting a random page per request (about a
-    third of the writer's cost per request). 80 random bits per millisecond keep them
-    unique; ``random.getrandbits`` because they need to be unique, not secret, and it is
-    several times cheaper than ``os.urandom`` (the random module reseeds after a fork).
+    trace index grows at its end instead of rewriting a random page per request. 80
+    random bits per millisecond keep them unique; ``random.getrandbits`` because they
+    need to be unique, not secret, and it is several times cheaper than ``os.urandom``
+    (the random module reseeds after a fork).
     """
     return f"{time.time_ns() // 1_000_000:012x}{_random_bits(80):020x}"
