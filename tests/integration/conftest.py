@@ -198,3 +198,46 @@ def tree_of(events: Sequence[Event], root_id: int) -> list[Event]:
 
 def kinds(events: Sequence[Event]) -> list[str]:
     return [event.kind for event in events]
+
+
+# -- driving an ASGI app directly (no server): exact, deterministic --------------------------
+
+
+async def call_http(app: ASGIApp, path: str,
+                    headers: list[tuple[bytes, bytes]] | None = None) -> list[dict[str, Any]]:
+    """One GET of ``path`` straight into ``app``; the messages it sent back."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "headers": headers or [],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def call_websocket(app: ASGIApp, path: str, texts: Sequence[str]
+                         ) -> list[dict[str, Any]]:
+    """A websocket connection to ``path`` sending ``texts``, then disconnecting; the
+    messages the app sent back."""
+    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "path": path,
+             "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": [],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "subprotocols": []}
+    incoming: list[dict[str, Any]] = [{"type": "websocket.connect"}]
+    incoming += [{"type": "websocket.receive", "text": text} for text in texts]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> Any:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent

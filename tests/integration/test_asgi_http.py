@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route
 import ascope
 import ascope.testing
 
-from .conftest import by_kind, kinds, one, serve, tree_of
+from .conftest import by_kind, call_http, call_websocket, kinds, one, serve, tree_of
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_SPAN = "b7ad6b7169203331"
@@ -658,43 +658,14 @@ def test_a_request_leaves_no_reference_cycle_for_the_collector() -> None:
     app = AscopeMiddleware(Starlette(routes=[Route("/items/{item_id:int}", item),
                                              WebSocketRoute("/ws", echo)]), enable=False)
 
-    async def one_http() -> None:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "GET", "scheme": "http", "path": "/items/3", "raw_path": b"",
-                 "query_string": b"", "root_path": "", "headers": [(b"host", b"x")],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
-
-        async def receive() -> Any:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: Any) -> None:
-            return None
-
-        await app(scope, receive, send)
-
-    async def one_websocket() -> None:
-        scope = {"type": "websocket", "asgi": {"version": "3.0"}, "path": "/ws",
-                 "raw_path": b"/ws", "query_string": b"", "root_path": "", "headers": [],
-                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "subprotocols": []}
-        incoming = [{"type": "websocket.connect"},
-                    {"type": "websocket.receive", "text": "hi"}]
-
-        async def receive() -> Any:
-            return incoming.pop(0) if incoming else {"type": "websocket.disconnect"}
-
-        async def send(message: Any) -> None:
-            return None
-
-        await app(scope, receive, send)
-
     async def main() -> int:
-        await one_http()  # warm: first-use caches, the loop's ring
+        await call_http(app, "/items/3")  # warm: first-use caches, the loop's ring
         gc.collect()
         gc.disable()
         try:
             for _ in range(20):
-                await one_http()
-                await one_websocket()
+                await call_http(app, "/items/3")
+                await call_websocket(app, "/ws", ["hi"])
             return gc.collect()
         finally:
             gc.enable()

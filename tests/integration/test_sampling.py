@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -24,7 +23,7 @@ from starlette.websockets import WebSocket
 import ascope
 import ascope.testing
 
-from .conftest import kinds, serve
+from .conftest import call_http, call_websocket, kinds, serve
 
 
 @ascope.instrument
@@ -66,31 +65,13 @@ def traceparent(low_bits: int) -> bytes:
     return f"00-{'ab' * 9}{low_bits:014x}-b7ad6b7169203331-01".encode()
 
 
-async def request(app: Any, path: str, headers: list[tuple[bytes, bytes]] | None = None
-                  ) -> list[dict[str, Any]]:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "headers": headers or [],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
-
-
 def test_rate_zero_records_nothing_and_serves_the_same() -> None:
     """Left out: no request, endpoint, call or task events, and capture is off inside
     the handler; the response is the same as with capture on."""
     ascope.configure(sample_rate=0.0)
     app = build()
     with ascope.testing.capture() as captured:
-        sent = asyncio.run(request(app, "/items/4"))
+        sent = asyncio.run(call_http(app, "/items/4"))
     assert captured.events == []
     assert sent[0]["status"] == 200
     assert sent[1]["body"] == b'{"value":5,"capturing":false}'
@@ -99,7 +80,7 @@ def test_rate_zero_records_nothing_and_serves_the_same() -> None:
 def test_rate_one_records_everything_inside() -> None:
     ascope.configure(sample_rate=1.0)
     with ascope.testing.capture() as captured:
-        sent = asyncio.run(request(build(), "/items/4"))
+        sent = asyncio.run(call_http(build(), "/items/4"))
     assert sent[1]["body"] == b'{"value":5,"capturing":true}'
     recorded = kinds(captured.events)
     for kind in ("http_request_start", "endpoint_entry", "function_entry", "task_spawn",
@@ -117,8 +98,8 @@ def test_a_traceparent_is_decided_by_its_trace_id() -> None:
 
     async def both() -> None:
         for _ in range(5):
-            await request(app, "/items/1", [(b"traceparent", under)])
-            await request(app, "/items/2", [(b"traceparent", over)])
+            await call_http(app, "/items/1", [(b"traceparent", under)])
+            await call_http(app, "/items/2", [(b"traceparent", over)])
 
     with ascope.testing.capture() as captured:
         asyncio.run(both())
@@ -133,7 +114,7 @@ def test_without_a_traceparent_about_the_rate_is_recorded() -> None:
 
     async def many() -> None:
         for _ in range(400):
-            await request(app, "/items/3")
+            await call_http(app, "/items/3")
 
     with ascope.testing.capture() as captured:
         asyncio.run(many())
@@ -144,20 +125,8 @@ def test_without_a_traceparent_about_the_rate_is_recorded() -> None:
 def test_a_websocket_left_out_is_served_without_events() -> None:
     ascope.configure(sample_rate=0.0)
     app = build()
-    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "path": "/ws",
-             "raw_path": b"/ws", "query_string": b"", "root_path": "", "headers": [],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "subprotocols": []}
-    incoming = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "hi"}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> Any:
-        return incoming.pop(0) if incoming else {"type": "websocket.disconnect"}
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
     with ascope.testing.capture() as captured:
-        asyncio.run(app(scope, receive, send))
+        sent = asyncio.run(call_websocket(app, "/ws", ["hi"]))
     assert captured.events == []
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send",
                                          "websocket.close"]
