@@ -177,7 +177,10 @@ def normalize(value: Any) -> Any:
         if flat is not None:
             return flat
     if kind is Later:
-        return normalize(value.function(*value.args))
+        try:
+            return normalize(value.function(*value.args))
+        except Exception as error:  # this value is lost, not the event
+            return {"$type": "Later", "$error": _type_name(error)}
     return _Normalizer(SETTINGS.limits).walk(value, 0)
 
 

@@ -350,3 +350,13 @@ def test_normalize_fast_path_gives_what_the_walk_gives(value: Any) -> None:
     record = _values.normalize(value)
     assert record == _values._Normalizer(_values.SETTINGS.limits).walk(value, 0)
     assert record is not value
+
+
+def test_a_deferred_value_that_fails_becomes_a_marker() -> None:
+    """A value left for the writer to compute (``_values.Later``) that raises is recorded
+    as a marker; the rest of its event stays."""
+    def broken() -> Any:
+        raise KeyError("x")
+
+    assert _values.normalize(_values.Later(sorted, [3, 1, 2])) == [1, 2, 3]
+    assert _values.normalize(_values.Later(broken)) == {"$type": "Later", "$error": "KeyError"}
