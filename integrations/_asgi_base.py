@@ -8,7 +8,6 @@ context frames (layout in ``ascope/_context.py``) and emit through
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -76,32 +75,38 @@ def _child_frame(parent: _c.Frame, parent_id: Any, now: int) -> _c.Frame:
             parent[_c.SCOPE], now, parent[_c.RING])
 
 
-_random = random.random
 _LOW_56 = float(2**56)
 
 
-def _sampled(scope: Scope) -> bool:
-    """Whether the middleware records this request or connection (``sample_rate``)."""
+def _sampled(scope: Scope) -> tuple[bool, str]:
+    """Whether the middleware records this request or connection (``sample_rate``), and
+    the trace id the decision was made on.
+
+    The decision is the trace id's: its low 56 bits (random in W3C ids and in ascope's
+    own) under ``rate`` of their range. A request carrying a ``traceparent`` is decided
+    by that trace's id, one without by the fresh id its trace will have: every service
+    with the same rate keeps or drops a trace together, including the services a request
+    left out calls (``_unsampled`` keeps its trace id to pass on).
+    """
     rate = _STATE.sample_rate
-    if rate >= 1.0:
-        return True
-    if rate <= 0.0:
-        return False
+    trace_id = None
     for name, value in scope.get("headers") or ():
         if name == b"traceparent":
             parsed = _traceparent.parse(value)
             if parsed is not None:
-                # A trace id's low 56 bits are random (W3C's and ascope's own alike): every
-                # service with the same rate decides a trace the same way.
-                return int(parsed.trace_id[-14:], 16) < rate * _LOW_56
+                trace_id = parsed.trace_id
             break
-    return _random() < rate
+    if trace_id is None:
+        trace_id = _traceparent.new_trace_id()
+    return int(trace_id[-14:], 16) < rate * _LOW_56, trace_id
 
 
-def _unsampled(parent: _c.Frame) -> _c.Frame:
+def _unsampled(parent: _c.Frame, trace_id: str | None) -> _c.Frame:
     """The frame a request left out by ``sample_rate`` runs under: capture off for its
-    task, and for everything it calls or spawns."""
-    return parent[:_c.ENABLED] + (False,) + parent[_c.ENABLED + 1:]
+    task and everything it calls or spawns, outside any operation, in its trace (which
+    outgoing HTTP calls pass on, marked not sampled: see ``integrations/httpx.py``)."""
+    return (None, None, parent, parent[_c.TASK], trace_id, False, parent[_c.SCOPE], 0,
+            parent[_c.RING])
 
 
 def _error_payload(error: BaseException, source: str) -> tuple[Any, ...]:

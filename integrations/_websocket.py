@@ -46,7 +46,8 @@ class _Channel:
                  "settled", "socket_info")
 
     def __init__(self, middleware: AscopeMiddleware, scope: Scope, parent: _c.Frame,
-                 receive: Receive, send: Send) -> None:
+                 receive: Receive, send: Send, trace_id: str | None = None) -> None:
+        # trace_id: the one sampling decided on (the traceparent's, or the new trace's).
         now = _now()
         self.middleware = middleware
         self.scope = scope
@@ -67,12 +68,11 @@ class _Channel:
         self.sent = 0
         self.route: str | None = None
         self.endpoint: str | None = None
-        trace_id = None
         selected = None
         headers = scope.get("headers")
         if headers:
             selected, traceparent = middleware.headers.read(headers)
-            if traceparent is not None:
+            if traceparent is not None and trace_id is None:
                 parsed = _traceparent.parse(traceparent)
                 if parsed is not None:
                     trace_id = parsed.trace_id

@@ -75,14 +75,14 @@ class _Request:
                  "start_payload", "started", "status", "trailers")
 
     def __init__(self, middleware: AscopeMiddleware, scope: Scope, parent: _c.Frame,
-                 receive: Receive, send: Send) -> None:
+                 receive: Receive, send: Send, trace_id: str | None = None) -> None:
+        # trace_id: the one sampling decided on (the traceparent's, or the new trace's).
         now = _now()
         self.middleware = middleware
         self.scope = scope
         self.scope_root_path = scope.get("root_path", "")
         self._receive = receive
         self._send = send
-        trace_id = None
         self.started = False
         self.done = False
         # True while a route handler runs, and from the start when endpoints are not
@@ -101,7 +101,7 @@ class _Request:
         headers = scope.get("headers")
         if headers:
             selected, traceparent = middleware.headers.read(headers)
-            if traceparent is not None:
+            if traceparent is not None and trace_id is None:
                 parsed = _traceparent.parse(traceparent)
                 if parsed is not None:
                     trace_id = parsed.trace_id
@@ -322,17 +322,20 @@ class AscopeMiddleware:
         if kind == "http" and _STATE.on and SCOPE_KEY not in scope:
             parent = _current.get()
             if parent[5]:
-                if _STATE.sample_rate < 1.0 and not _sampled_safely(scope):
-                    # Left out by sample_rate: capture off for the request's task (inline,
-                    # not a helper coroutine: one awaiting layer fewer per resumption).
-                    token = _current.set(_unsampled(parent))
-                    try:
-                        await self.app(scope, receive, send)
-                    finally:
-                        _current.reset(token)
-                    return
+                trace_id = None
+                if _STATE.sample_rate < 1.0:
+                    recorded, trace_id = _sampled_safely(scope)
+                    if not recorded:
+                        # Left out: capture off for the request's task (inline, not a
+                        # helper coroutine: one awaiting layer fewer per resumption).
+                        token = _current.set(_unsampled(parent, trace_id))
+                        try:
+                            await self.app(scope, receive, send)
+                        finally:
+                            _current.reset(token)
+                        return
                 try:
-                    request = _Request(self, scope, parent, receive, send)
+                    request = _Request(self, scope, parent, receive, send, trace_id)
                     scope[SCOPE_KEY] = request
                     token = _current.set(request.frame)
                 except Exception:
@@ -357,14 +360,17 @@ class AscopeMiddleware:
         elif kind == "websocket" and _STATE.on and self.websockets and SCOPE_KEY not in scope:
             parent = _current.get()
             if parent[5]:
-                if _STATE.sample_rate < 1.0 and not _sampled_safely(scope):
-                    token = _current.set(_unsampled(parent))
-                    try:
-                        await self.app(scope, receive, send)
-                    finally:
-                        _current.reset(token)
-                else:
-                    await self._websocket(scope, receive, send, parent)
+                trace_id = None
+                if _STATE.sample_rate < 1.0:
+                    recorded, trace_id = _sampled_safely(scope)
+                    if not recorded:
+                        token = _current.set(_unsampled(parent, trace_id))
+                        try:
+                            await self.app(scope, receive, send)
+                        finally:
+                            _current.reset(token)
+                        return
+                await self._websocket(scope, receive, send, parent, trace_id)
                 return
         elif kind == "lifespan" and _STATE.on:
             # The server's loop: set it up (ring, drainer, task factory) before any request.
@@ -375,9 +381,9 @@ class AscopeMiddleware:
         await self.app(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send,
-                         parent: _c.Frame) -> None:
+                         parent: _c.Frame, trace_id: str | None) -> None:
         try:
-            channel = _Channel(self, scope, parent, receive, send)
+            channel = _Channel(self, scope, parent, receive, send, trace_id)
             scope[SCOPE_KEY] = channel
             token = _current.set(channel.frame)
         except Exception:
@@ -396,12 +402,12 @@ class AscopeMiddleware:
                 del scope[SCOPE_KEY]
 
 
-def _sampled_safely(scope: Scope) -> bool:
+def _sampled_safely(scope: Scope) -> tuple[bool, str | None]:
     try:
         return _sampled(scope)
     except Exception:
         _internal_error()
-        return True
+        return True, None
 
 
 def _wrap_route_handlers() -> None:

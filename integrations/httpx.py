@@ -17,7 +17,9 @@ task, function), so the N calls of a handler show up as its children.
 (the incoming request's, when the ASGI middleware is on) or a new one, which the
 client operation then carries; the span id is this request's correlation id in 16 hex
 digits, so the downstream service's request names its parent. A ``traceparent`` the
-caller set for another trace is kept as it is.
+caller set for another trace is kept as it is. A request the ASGI middleware's
+``sample_rate`` left out records nothing but still passes its trace on, as
+``00-<trace id>-<random span id>-00`` (not sampled), so the services it calls drop it too.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ascope import _context as _c
 from ascope import runtime
 from ascope._report import _finish, _since, _start
 
+from . import _traceparent
 from ._patch import Patches
 from ._redact import redact_url
 
@@ -46,6 +49,13 @@ def _open(request: Any) -> int | None:
     """Open the client operation for ``request`` and set its traceparent; its id or None."""
     frame = _c.current.get()
     if not frame[_c.ENABLED]:
+        trace = frame[_c.TRACE]
+        if trace is not None and frame[_c.CID] is None and "traceparent" not in request.headers:
+            # A request the middleware's sampling left out: nothing is recorded, but its
+            # trace goes on, marked not sampled, so the services it calls (deciding by the
+            # same trace id, or by the flag) leave it out too.
+            request.headers["traceparent"] = _traceparent.format(
+                trace, _traceparent.new_span_id(), "00")
         return None
     cid = next(_c.ids)
     trace = frame[_c.TRACE] or _c.new_trace_id()

@@ -1,15 +1,17 @@
 """``sample_rate``: the share of requests and websocket connections the middleware records.
 
 A request left out runs with capture off for its whole task: nothing it calls, spawns or
-queries is recorded, and it is served exactly as without ascope. A request carrying a
-``traceparent`` is decided by its trace id (services with the same rate agree); the
-others at random.
+queries is recorded, and it is served exactly as without ascope. Every request is decided
+by its trace id: the ``traceparent``'s, or the new trace's. Services with the same rate
+agree, and a request left out still passes its trace on (marked not sampled) through
+httpx, so the services it calls leave it out too.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -146,3 +148,70 @@ def test_sampling_under_uvicorn() -> None:
         running.settle()
     starts = [e for e in captured.events if e.kind == "http_request_start"]
     assert [e.data["path"] for e in starts] == ["/items/9"]
+
+
+def test_without_a_traceparent_the_new_trace_id_is_what_was_decided() -> None:
+    """A recorded request's own (new) trace id is one the rate keeps: a service it calls,
+    deciding by that id at the same rate, keeps it too."""
+    ascope.configure(sample_rate=0.5)
+    app = build()
+
+    async def many() -> None:
+        for _ in range(100):
+            await call_http(app, "/items/3")
+
+    with ascope.testing.capture() as captured:
+        asyncio.run(many())
+    traces = {e.trace_id for e in captured.events if e.kind == "http_request_start"}
+    assert 15 < len(traces) < 85  # 50 expected; outside this, p < 1e-10
+    assert all(int(trace[-14:], 16) < 2**55 for trace in traces)
+
+
+def test_two_services_keep_or_drop_each_trace_together(server_factory: Any) -> None:
+    """Real servers on 127.0.0.1: a front service calls a back service with httpx, both at
+    rate 0.5. For every request both record it or neither does, in one trace; a request
+    the front left out reaches the back with its trace id and the sampled flag cleared."""
+
+    async def back_item(request: Request) -> JSONResponse:
+        return JSONResponse({"traceparent": request.headers.get("traceparent"),
+                             "capturing": ascope.enabled()})
+
+    back = serve_app(Route("/back", back_item))
+    back_server = server_factory(back)
+
+    async def front_item(request: Request) -> JSONResponse:
+        async with httpx.AsyncClient() as client:
+            answer = (await client.get(back_server.url("/back"))).json()
+        return JSONResponse({**answer, "front_capturing": ascope.enabled(),
+                             "front_trace": current_trace()})
+
+    front_server = server_factory(serve_app(Route("/front", front_item)))
+    ascope.configure(sample_rate=0.5)
+    with ascope.testing.capture() as captured:
+        answers = [httpx.get(front_server.url("/front")).json() for _ in range(24)]
+        front_server.settle()
+        back_server.settle()
+    kept = [a for a in answers if a["front_capturing"]]
+    dropped = [a for a in answers if not a["front_capturing"]]
+    assert kept and dropped  # each has chance 1 - 2 * 0.5**24
+    for answer in answers:
+        version, trace_id, span_id, flags = answer["traceparent"].split("-")
+        assert version == "00"
+        assert trace_id == answer["front_trace"] and len(span_id) == 16
+        assert answer["capturing"] == answer["front_capturing"]
+        assert flags == ("01" if answer["front_capturing"] else "00")
+    recorded = [e for e in captured.events if e.kind == "http_request_start"]
+    by_trace: dict[str, list[str]] = {}
+    for event in recorded:
+        by_trace.setdefault(event.trace_id, []).append(event.data["path"])
+    assert {trace: sorted(paths) for trace, paths in by_trace.items()} == {
+        a["front_trace"]: ["/back", "/front"] for a in kept}
+
+
+def current_trace() -> str | None:
+    trace: str | None = ascope.runtime.get_ast_correlation_metadata()["trace_id"]
+    return trace
+
+
+def serve_app(route: Route) -> AscopeMiddleware:
+    return AscopeMiddleware(Starlette(routes=[route]), enable=False)
