@@ -15,8 +15,9 @@ no-middleware server's figure of the same round, and the median over rounds is p
 
 Diagnostic variants (``--variants``): ``ascope-off``, ``ascope-discard`` (batches thrown
 away before the writer: the loop's side alone), ``ascope-nosink``, ``ascope-memory``,
-``ascope-notasks``, and ``ascope-sampled`` (``sample_rate=0.1``: one request in ten
-recorded into SQLite).
+``ascope-notasks``, ``ascope-sampled`` (``--sample-rate``, default 0.1: one request in
+ten recorded into SQLite) and ``ascope-unsampled`` (``sample_rate=0``: what a request left
+out costs).
 
 The whole run is bounded: rounds x variants x (duration + 1 s warm-up) plus start-up.
 """
@@ -39,13 +40,13 @@ from typing import Any
 VARIANTS = ("baseline", "ascope", "otel")
 # Diagnostic variants (``--variants``): where the cost of the ascope variant goes.
 EXTRA_VARIANTS = ("ascope-off", "ascope-nosink", "ascope-memory", "ascope-notasks",
-                  "ascope-discard", "ascope-sampled")
+                  "ascope-discard", "ascope-sampled", "ascope-unsampled")
 
 
 # -- the servers (run in child processes) -----------------------------------------------------
 
 
-def build_app(variant: str, store: str | None) -> Any:
+def build_app(variant: str, store: str | None, sample_rate: float = 0.1) -> Any:
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -71,10 +72,13 @@ def build_app(variant: str, store: str | None) -> Any:
         sinks = {"ascope": [f"sqlite:{store}"], "ascope-nosink": [],
                  "ascope-memory": ["memory:"], "ascope-off": [],
                  "ascope-notasks": [f"sqlite:{store}"], "ascope-discard": [],
-                 "ascope-sampled": [f"sqlite:{store}"]}[variant]
+                 "ascope-sampled": [f"sqlite:{store}"],
+                 "ascope-unsampled": [f"sqlite:{store}"]}[variant]
         ascope.configure(sinks=sinks)
-        if variant == "ascope-sampled":  # one request in ten recorded
-            ascope.configure(sample_rate=0.1)
+        if variant == "ascope-sampled":
+            ascope.configure(sample_rate=sample_rate)
+        elif variant == "ascope-unsampled":
+            ascope.configure(sample_rate=0.0)
         app.add_middleware(AscopeMiddleware, enable=variant != "ascope-off")
         if variant == "ascope-discard":  # diagnostic: the loop's side only, no writer work
             from ascope import _pipeline
@@ -102,7 +106,7 @@ def build_app(variant: str, store: str | None) -> Any:
     return app
 
 
-def serve(variant: str, port: int, store: str | None) -> None:
+def serve(variant: str, port: int, store: str | None, sample_rate: float) -> None:
     import uvicorn
 
     http = "httptools"
@@ -110,7 +114,7 @@ def serve(variant: str, port: int, store: str | None) -> None:
         import httptools  # noqa: F401
     except ImportError:
         http = "h11"
-    uvicorn.run(build_app(variant, store), host="127.0.0.1", port=port, loop="uvloop",
+    uvicorn.run(build_app(variant, store, sample_rate), host="127.0.0.1", port=port, loop="uvloop",
                 http=http, log_level="error", access_log=False, lifespan="on")
 
 
@@ -151,6 +155,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--sample-rate", type=float, default=0.1,
+                        help="the ascope-sampled variant's sample_rate (default 0.1)")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated; the first is the baseline of the ratios. "
                              f"Also: {', '.join(EXTRA_VARIANTS)}")
@@ -159,7 +165,7 @@ def main() -> None:
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.store)
+        serve(args.serve, args.port, args.store, args.sample_rate)
         return
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -178,7 +184,8 @@ def main() -> None:
         for variant in variants:
             port = free_port()
             command = ["taskset", "-c", "0", sys.executable, os.path.abspath(__file__),
-                       "--serve", variant, "--port", str(port), "--store", store]
+                       "--serve", variant, "--port", str(port), "--store", store,
+                       "--sample-rate", str(args.sample_rate)]
             servers[variant] = (subprocess.Popen(command), port)
         for _process, port in servers.values():
             wait_ready(port)

@@ -117,12 +117,66 @@ main()
     },
 }
 
-COUNTS = {"pair": 10_000, "tasks": 5_000, "writer": 10_000}
+# One request through bench_asgi.py's application, driven in-process the way uvicorn does
+# (a task per request, created from a loop callback; uvloop), without the server: the
+# ratios are to the application's own work, so higher than under uvicorn, where the server
+# adds its share to every variant. Events go through the writer thread, which callgrind
+# counts too; under valgrind's slowdown its batches are smaller than at full speed.
+ASGI_REQUEST = """
+import asyncio, os, sys, tempfile
+sys.path.insert(0, BENCHMARKS)
+import bench_asgi, uvloop
+N = int(sys.argv[1])
+VARIANT_SETUP
+app = bench_asgi.build_app(VARIANT, os.path.join(tempfile.mkdtemp(), "bench.db"))
+SCOPE = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+         "http_version": "1.1", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
+         "scheme": "http", "method": "GET", "root_path": "", "path": "/items/42",
+         "raw_path": b"/items/42", "query_string": b"", "headers": [(b"host", b"127.0.0.1")]}
+async def receive(): return {"type": "http.request", "body": b"", "more_body": False}
+async def send(message): pass
+async def main():
+    loop = asyncio.get_running_loop()
+    started = loop.create_future()
+    async def lifespan_receive(): return {"type": "lifespan.startup"}
+    async def lifespan_send(message):
+        if not started.done(): started.set_result(None)
+    lifespan = asyncio.ensure_future(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, lifespan_receive, lifespan_send))
+    await started
+    def request():
+        done = loop.create_future()
+        loop.call_soon(lambda: loop.create_task(app({**SCOPE, "state": {}}, receive, send))
+                       .add_done_callback(lambda _: done.set_result(None)))
+        return done
+    for _ in range(200 + N): await request()
+    lifespan.cancel()
+uvloop.run(main())
+"""
 
 
-def instructions(code: str, n: int) -> int:
+def _asgi(variant: str, setup: str = "") -> str:
+    return (ASGI_REQUEST.replace("BENCHMARKS", repr(os.path.dirname(os.path.abspath(__file__))))
+            .replace("VARIANT_SETUP", setup).replace("VARIANT", repr(variant)))
+
+
+WORKLOADS["asgi"] = {
+    "no middleware": _asgi("baseline"),
+    "ascope, 4 events into SQLite": _asgi("ascope"),
+    "ascope, writer's work removed (the loop's side)": _asgi("ascope-discard"),
+    "ascope, sample_rate=0 (a request left out)": _asgi("ascope-unsampled"),
+    "ascope installed, capture off": _asgi("ascope-off"),
+    "OpenTelemetry ASGI middleware (batch processor)": _asgi("otel"),
+}
+# Sections whose workloads set ascope up themselves (no PRELUDE).
+OWN_SETUP = {"asgi"}
+
+COUNTS = {"pair": 10_000, "tasks": 5_000, "writer": 10_000, "asgi": 1_000}
+
+
+def instructions(code: str, n: int, prelude: str = PRELUDE) -> int:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
-        script.write(PRELUDE + code)
+        script.write(prelude + code)
     out_file = script.name + ".callgrind"
     try:
         done = subprocess.run(
@@ -149,8 +203,10 @@ def main() -> None:
     for section in (s.strip() for s in options.only.split(",")):
         n = COUNTS[section]
         figures = {}
+        prelude = "" if section in OWN_SETUP else PRELUDE
         for name, code in WORKLOADS[section].items():
-            figures[name] = (instructions(code, n) - instructions(code, 0)) / n
+            figures[name] = (instructions(code, n, prelude)
+                             - instructions(code, 0, prelude)) / n
         print(f"\n{section} (instructions per operation, {n:,} operations)")
         for name, count in figures.items():
             # The baseline: the section's first line, or the first with the same "loop:".
