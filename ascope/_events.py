@@ -92,7 +92,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "function_exit": ("result", "duration_ns", "outcome", "source", "node_id"),
     "error": ("type", "message", "traceback", "source"),
     "task_spawn": ("child_task_id", "coroutine", "name"),
-    "task_exit": ("outcome", "duration_ns", "error"),
+    "task_exit": ("outcome", "duration_ns", "error", "name"),
     "message_send": ("target", "message"),
     "state_change": ("target", "before", "after", "diff"),
     # AST

@@ -108,7 +108,8 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
             if recorded:
                 now = _now()
                 _pipeline.emit_event("task_exit", now, child,
-                                     ("not_created", now - start, type(error).__qualname__))
+                                     ("not_created", now - start, type(error).__qualname__,
+                                      kwargs.get("name")))
             raise
         if recorded:
             if task.done():
@@ -176,10 +177,16 @@ def _task_done(frame: _c.Frame, task: asyncio.Future[Any]) -> None:
                 outcome, error = "result", None
             else:
                 outcome, error = "exception", type(exception).__qualname__
+        try:
+            # The name it has now: before 3.13, create_task(name=...) names the task
+            # after the factory returned, so only the exit can carry it.
+            name = task.get_name()  # type: ignore[attr-defined]
+        except Exception:  # a delegate factory's future that is not a Task
+            name = None
         now = _now()
         cid, parent_id, _, task_id, trace, _, scope, start, ring = frame
         event = ("task_exit", now, cid, parent_id, task_id, trace, scope, outcome,
-                 now - start, error)
+                 now - start, error, name)
         if ring is not None and len(ring.buffer) < ring.high_water:  # emit_event, inlined, flat
             ring.buffer.append(event)
         else:

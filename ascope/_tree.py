@@ -179,7 +179,9 @@ class TreeNode:
         prefix = _LABEL_PREFIX.get(kind, kind)
         text = f"{prefix} {self.name}" if prefix else self.name
         if kind == "task_spawn" and self.opener is not None:
-            task_name = self.opener.data.get("name")
+            # The spawn's name=, else the name the task ended with (before 3.13 a name
+            # given to create_task reaches only the exit).
+            task_name = self.opener.data.get("name") or (closer or {}).get("name")
             if task_name and not _DEFAULT_TASK_NAME.fullmatch(str(task_name)):
                 text += f" [{task_name}]"
         if kind == "query_start":

@@ -297,14 +297,16 @@ def report_task_spawn(child_task_id: Any, coroutine: Any = None, name: Any = Non
         _internal_error()
 
 
-def report_task_exit(outcome: str, duration_ns: int | None = None, error: Any = None) -> None:
+def report_task_exit(outcome: str, duration_ns: int | None = None, error: Any = None,
+                     name: Any = None) -> None:
     """Record the end of the current task (the task factory does this itself)."""
     if not _STATE.on:
         return
     try:
         frame = _active()
         if frame is not None:
-            _emit("task_exit", _now(), frame, (_text(outcome), duration_ns, _text(error)))
+            _emit("task_exit", _now(), frame,
+                  (_text(outcome), duration_ns, _text(error), _text(name)))
     except Exception:
         _internal_error()
 

@@ -99,6 +99,29 @@ def test_passes_name_keyword(run: Run) -> None:
     assert run(main()) == "my-task"
 
 
+def test_the_name_given_to_create_task_is_recorded(run: Run) -> None:
+    """create_task(name=...) shows on task_exit on every version (before 3.13 asyncio
+    names the task after the factory ran, so task_spawn has it only from 3.13), and the
+    task tree labels the task with it."""
+    async def main() -> list[ascope.Event]:
+        async with capture() as captured:
+            await asyncio.create_task(returns(), name="poller")
+            await asyncio.create_task(returns())
+        return captured.events
+
+    events = run(main())
+    exits = of_kind(events, "task_exit")
+    assert exits[0].data["name"] == "poller"
+    assert exits[1].data["name"].startswith("Task-")
+    spawned = of_kind(events, "task_spawn")[0].data["name"]
+    assert spawned == ("poller" if sys.version_info >= (3, 13) else None)
+    from ascope.testing import build_tree
+
+    labels = [node.label for node in build_tree(events).walk()]
+    assert any("[poller]" in label for label in labels), labels
+    assert sum("[Task-" in label for label in labels) == 0
+
+
 def test_passes_context_keyword(run: Run) -> None:
     """context= is the context the task runs in (its variables are seen), and the task is
     still tracked under the spawner's operation."""
