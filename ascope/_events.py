@@ -134,7 +134,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "query_complete": ("statement", "rows", "duration_ns", "error"),
     # outgoing HTTP (integrations/httpx.py)
     "http_client_start": ("method", "url", "traceparent"),
-    "http_client_complete": ("status", "duration_ns", "error"),
+    "http_client_complete": ("status", "duration_ns", "error", "headers_ns", "size"),
     # services (the GenServer counterpart)
     "service_callback_start": ("service", "callback", "args"),
     "service_callback_success": ("service", "callback", "result"),

@@ -9,9 +9,14 @@ after event hooks and auth have run. In-process transports (``ASGITransport``,
 ``MockTransport``, ``WSGITransport``) reach no other service and are left alone.
 
 Per request: ``http_client_start`` (method, URL with userinfo and sensitive query values
-redacted, the ``traceparent`` sent) and ``http_client_complete`` (status, time until the
-response headers arrived, error). The operation nests under the current one (request,
-task, function), so the N calls of a handler show up as its children.
+redacted, the ``traceparent`` sent) and ``http_client_complete`` (status, duration until
+the response body was read to its end or the response closed, error, time until the
+headers arrived, body bytes received). The operation nests under the current one
+(request, task, function), so the N calls of a handler show up as its children; it stops
+being the current operation when the headers arrive (the caller's code goes on while the
+body streams), and completes from the response's stream: the transport's stream is
+wrapped in one that counts the bytes and records the end, the first of exhausted,
+closed, or failed.
 
 ``traceparent`` is ``00-<trace id>-<span id>-01``: the trace id of the current operation
 (the incoming request's, when the ASGI middleware is on) or a new one, which the
@@ -26,13 +31,14 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 
 from ascope import _context as _c
-from ascope import runtime
-from ascope._report import _finish, _since, _start
+from ascope import _pipeline, runtime
+from ascope._report import _finish, _now, _pop, _since, _start
 
 from . import _traceparent
 from ._patch import Patches
@@ -73,11 +79,122 @@ def _open(request: Any) -> int | None:
 
 
 def _close(cid: int, status: Any, error: BaseException | None) -> None:
+    """The request failed before its headers arrived."""
     if error is not None:
         runtime.report_error(error, correlation_id=cid, source="http_client")
     _finish(cid, "http_client_complete",
             lambda frame, now: (status, _since(frame, now),
-                                None if error is None else type(error).__qualname__))
+                                None if error is None else type(error).__qualname__,
+                                None, 0))
+
+
+class _Body:
+    """The end of one client operation, recorded from the response's stream."""
+
+    __slots__ = ("cid", "done", "frame", "headers_ns", "size", "status")
+
+    def __init__(self, cid: int, frame: _c.Frame, status: Any, headers_ns: int) -> None:
+        self.cid = cid
+        # No ring: the body may be read on another thread or loop than the request was
+        # sent from, and the event must go to that one's (the slow path looks it up).
+        self.frame = frame[:_c.RING] + (None,)
+        self.status = status
+        self.headers_ns = headers_ns
+        self.size = 0
+        self.done = False
+
+    def finish(self, error: BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            if error is not None:
+                runtime.report_error(error, correlation_id=self.cid, source="http_client")
+            if _c.STATE.on:
+                now = _now()
+                _pipeline.emit_event(
+                    "http_client_complete", now, self.frame,
+                    (self.status, now - self.frame[_c.START],
+                     None if error is None else type(error).__qualname__, self.headers_ns,
+                     self.size))
+        except Exception:
+            _c.STATE.internal_errors += 1
+
+
+class _SyncStream(httpx.SyncByteStream):
+    """A sync transport's response stream, passed through, its end recorded."""
+
+    def __init__(self, stream: httpx.SyncByteStream, body: _Body) -> None:
+        self._stream = stream
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        body = self._body
+        try:
+            for chunk in self._stream:
+                body.size += len(chunk)
+                yield chunk
+        except GeneratorExit:  # the reader stopped early: the end is its close()
+            raise
+        except BaseException as error:
+            body.finish(error)
+            raise
+        body.finish(None)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._body.finish(None)
+
+
+class _AsyncStream(httpx.AsyncByteStream):
+    """An async transport's response stream, passed through, its end recorded."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, body: _Body) -> None:
+        self._stream = stream
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        body = self._body
+        try:
+            async for chunk in self._stream:
+                body.size += len(chunk)
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException as error:
+            body.finish(error)
+            raise
+        body.finish(None)
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            self._body.finish(None)
+
+
+def _received(cid: int, response: Any, asynchronous: bool) -> None:
+    """The headers are in: the operation stops being current; its end waits for the body."""
+    try:
+        frame = _pop(cid)
+        body = _Body(cid, frame, getattr(response, "status_code", None),
+                     _now() - frame[_c.START])
+    except Exception:
+        _c.STATE.internal_errors += 1
+        return
+    try:
+        stream = response.stream
+        if asynchronous and isinstance(stream, httpx.AsyncByteStream):
+            response.stream = _AsyncStream(stream, body)
+            return
+        if not asynchronous and isinstance(stream, httpx.SyncByteStream):
+            response.stream = _SyncStream(stream, body)
+            return
+    except Exception:
+        _c.STATE.internal_errors += 1
+    body.finish(None)  # a stream ascope does not know: the end is now
 
 
 def _start_quietly(patches: Patches, request: Any) -> int | None:
@@ -101,7 +218,7 @@ def _make_sync(patches: Patches, original: Any) -> Any:
         except BaseException as error:
             _close(cid, None, error)
             raise
-        _close(cid, getattr(response, "status_code", None), None)
+        _received(cid, response, False)
         return response
 
     return handle_request
@@ -118,7 +235,7 @@ def _make_async(patches: Patches, original: Any) -> Any:
         except BaseException as error:  # cancellation too: the request did end
             _close(cid, None, error)
             raise
-        _close(cid, getattr(response, "status_code", None), None)
+        _received(cid, response, True)
         return response
 
     return handle_async_request

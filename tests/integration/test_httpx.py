@@ -11,7 +11,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import ascope.integrations
@@ -30,7 +30,7 @@ pytest.importorskip("starlette")
 from ascope.integrations._redact import redact_url  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
+from starlette.responses import JSONResponse, StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 OTHER_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -170,9 +170,100 @@ async def test_connection_error_is_recorded_and_raised_unchanged() -> None:
     (start,) = of_kind(captured.events, "http_client_start")
     (complete,) = of_kind(captured.events, "http_client_complete")
     assert complete.data == {"status": None, "duration_ns": complete.data["duration_ns"],
-                             "error": "ConnectError"}
+                             "error": "ConnectError", "headers_ns": None, "size": 0}
     (error,) = of_kind(captured.events, "error")
     assert error.correlation_id == start.correlation_id and error.data["source"] == "http_client"
+
+
+CHUNK = b"x" * 1000
+PAUSE = 0.1
+
+
+async def slow_body(request: Request) -> StreamingResponse:
+    """Headers at once, then three chunks PAUSE apart (or a failure after the first)."""
+    async def chunks() -> AsyncIterator[bytes]:
+        for index in range(3):
+            if index:
+                await asyncio.sleep(PAUSE)
+            if index == 1 and "fail" in request.query_params:
+                raise RuntimeError("the body breaks off")
+            yield CHUNK
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+
+SLOW = Starlette(routes=[Route("/slow", slow_body)])
+
+
+def completion(events: list[ascope.Event]) -> dict[str, Any]:
+    (complete,) = of_kind(events, "http_client_complete")
+    return dict(complete.data)
+
+
+@pytest.mark.asyncio
+async def test_the_operation_lasts_until_the_body_is_read() -> None:
+    """A response whose body streams for 2 x PAUSE: the operation ends when the body has
+    been read (AsyncClient.get reads it), not when the headers came; it counts the bytes."""
+    with running(SLOW) as service:
+        async with capture() as captured:
+            async with httpx.AsyncClient() as client:
+                response = await client.get(f"{service.url}/slow")
+            service.stop()
+    assert response.content == CHUNK * 3
+    data = completion(captured.events)
+    assert data["status"] == 200 and data["error"] is None and data["size"] == 3000
+    assert data["headers_ns"] < PAUSE * 1e9 <= 2 * PAUSE * 1e9 <= data["duration_ns"]
+
+
+def test_a_sync_stream_ends_when_the_reader_is_done() -> None:
+    """The sync Client streaming: the operation ends at the end of the reader's loop,
+    and while the body streams the caller's own operation is current again."""
+    with running(SLOW) as service, capture() as captured:
+        outer = runtime.report_function_entry("app", "download")
+        with httpx.Client() as client, client.stream("GET", f"{service.url}/slow") as response:
+            current = runtime.current_correlation_id()
+            received = b"".join(response.iter_bytes())
+        runtime.report_function_exit(outer)
+        service.stop()
+    assert received == CHUNK * 3 and current == outer
+    data = completion(captured.events)
+    assert data["size"] == 3000 and data["duration_ns"] >= 2 * PAUSE * 1e9 > data["headers_ns"]
+
+
+@pytest.mark.asyncio
+async def test_a_response_closed_early_ends_at_its_close() -> None:
+    """The reader stops after the first chunk and closes: the operation ends then, with
+    the bytes read so far and no error."""
+    with running(SLOW) as service:
+        async with capture() as captured:
+            async with httpx.AsyncClient() as client, client.stream(
+                    "GET", f"{service.url}/slow") as response:
+                async for chunk in response.aiter_raw():
+                    assert chunk == CHUNK
+                    break
+            service.stop()
+    data = completion(captured.events)
+    assert data["error"] is None and data["size"] == 1000
+    assert data["duration_ns"] < 2 * PAUSE * 1e9
+
+
+@pytest.mark.asyncio
+async def test_a_body_that_breaks_off_is_an_error_raised_unchanged() -> None:
+    """The server fails after the first chunk: httpx raises its own error while reading,
+    unchanged, and the operation ends with that error."""
+    with running(SLOW) as service:
+        async with capture() as captured:
+            async with httpx.AsyncClient() as client:
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await client.get(f"{service.url}/slow?fail=1")
+            service.stop()
+    data = completion(captured.events)
+    assert data["status"] == 200 and data["error"] == "RemoteProtocolError"
+    assert data["size"] == 1000
+    (start,) = of_kind(captured.events, "http_client_start")
+    errors = [e for e in of_kind(captured.events, "error")
+              if e.data["source"] == "http_client"]
+    assert [e.correlation_id for e in errors] == [start.correlation_id]
 
 
 @pytest.mark.asyncio
