@@ -93,7 +93,8 @@ class _Body:
 
     __slots__ = ("cid", "done", "frame", "headers_ns", "size", "status")
 
-    def __init__(self, cid: int, frame: _c.Frame, status: Any, headers_ns: int) -> None:
+    def __init__(self, cid: int, frame: _c.Frame, status: Any, headers_ns: int | None
+                 ) -> None:
         self.cid = cid
         # No ring: the body may be read on another thread or loop than the request was
         # sent from, and the event must go to that one's (the slow path looks it up).
@@ -114,7 +115,7 @@ class _Body:
                 now = _now()
                 _pipeline.emit_event(
                     "http_client_complete", now, self.frame,
-                    (self.status, now - self.frame[_c.START],
+                    (self.status, _since(self.frame, now),
                      None if error is None else type(error).__qualname__, self.headers_ns,
                      self.size))
         except Exception:
@@ -180,7 +181,7 @@ def _received(cid: int, response: Any, asynchronous: bool) -> None:
     try:
         frame = _pop(cid)
         body = _Body(cid, frame, getattr(response, "status_code", None),
-                     _now() - frame[_c.START])
+                     _since(frame, _now()))
     except Exception:
         _c.STATE.internal_errors += 1
         return
