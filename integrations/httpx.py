@@ -22,15 +22,16 @@ closed, or failed.
 (the incoming request's, when the ASGI middleware is on) or a new one, which the
 client operation then carries; the span id is this request's correlation id in 16 hex
 digits, so the downstream service's request names its parent. A ``traceparent`` the
-caller set for another trace is kept as it is. A request the ASGI middleware's
-``sample_rate`` left out records nothing but still passes its trace on, as
-``00-<trace id>-<random span id>-00`` (not sampled), so the services it calls drop it too.
+caller set for another trace is kept as it is; outside any trace, one the request
+already carries (the caller's, or a redirect's previous hop's) is kept and joined. A
+request the ASGI middleware's ``sample_rate`` left out records nothing but still passes
+its trace on, as ``00-<trace id>-<random span id>-00`` (not sampled), so the services it
+calls drop it too.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -48,9 +49,6 @@ __all__ = ["install", "uninstall"]
 
 LIBRARY = "httpx"
 
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
-
-
 def _open(request: Any) -> int | None:
     """Open the client operation for ``request`` and set its traceparent; its id or None."""
     frame = _c.current.get()
@@ -64,15 +62,21 @@ def _open(request: Any) -> int | None:
                 trace, _traceparent.new_span_id(), "00")
         return None
     cid = next(_c.ids)
-    trace = frame[_c.TRACE] or _c.new_trace_id()
-    traceparent = f"00-{trace}-{cid:016x}-01"
     headers = request.headers
     given = headers.get("traceparent")
-    if given is not None:
-        match = _TRACEPARENT.match(given.strip().lower())
-        if match is None or match.group(1) != trace:
-            traceparent = given  # the caller's own trace: theirs to pass on
-    if traceparent is not given:
+    parsed = _traceparent.parse(given) if given is not None else None
+    joined = parsed.trace_id if parsed is not None else None
+    trace = frame[_c.TRACE]
+    if trace is None:
+        # Outside any trace, a request that already carries a traceparent belongs to that
+        # trace (the caller's own, or the previous hop's: httpx copies the header onto a
+        # redirect), sent as it is; one without starts a new trace.
+        trace = joined or _c.new_trace_id()
+        keep = given is not None
+    else:
+        keep = given is not None and joined != trace  # another trace: theirs to pass on
+    traceparent = given if keep else f"00-{trace}-{cid:016x}-01"
+    if not keep:
         headers["traceparent"] = traceparent
     return _start("http_client_start",
                   (request.method, redact_url(str(request.url)), traceparent), cid, trace)

@@ -30,7 +30,11 @@ pytest.importorskip("starlette")
 from ascope.integrations._redact import redact_url  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse, StreamingResponse  # noqa: E402
+from starlette.responses import (  # noqa: E402
+    JSONResponse,
+    RedirectResponse,
+    StreamingResponse,
+)
 from starlette.routing import Route  # noqa: E402
 
 OTHER_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -264,6 +268,37 @@ async def test_a_body_that_breaks_off_is_an_error_raised_unchanged() -> None:
     errors = [e for e in of_kind(captured.events, "error")
               if e.data["source"] == "http_client"]
     assert [e.correlation_id for e in errors] == [start.correlation_id]
+
+
+async def redirect(request: Request) -> RedirectResponse:
+    return RedirectResponse("/echo")
+
+
+@pytest.mark.asyncio
+async def test_a_redirect_stays_in_its_trace() -> None:
+    """Each hop of a followed redirect is an operation; outside any trace both hops join
+    the first hop's trace (httpx copies its header onto the next hop, sent as it is),
+    inside one (a request's, here one started by hand) each hop names itself as the
+    parent span."""
+    app = Starlette(routes=[Route("/echo", echo), Route("/redirect", redirect)])
+    with running(app) as service:
+        async with capture() as captured:
+            async with httpx.AsyncClient(follow_redirects=True) as client:
+                outside = (await client.get(f"{service.url}/redirect")).json()
+                runtime.initialize_context()  # a trace of its own
+                operation = runtime.report_function_entry("app", "handler")
+                inside = (await client.get(f"{service.url}/redirect")).json()
+                runtime.report_function_exit(operation)
+            service.stop()
+    starts = of_kind(captured.events, "http_client_start")
+    assert len(starts) == 4
+    first, second = starts[0], starts[1]
+    assert first.trace_id == second.trace_id == outside["traceparent"].split("-")[1]
+    assert second.data["traceparent"] == first.data["traceparent"]
+    third, fourth = starts[2], starts[3]
+    assert third.trace_id == fourth.trace_id != first.trace_id
+    assert {third.parent_id, fourth.parent_id} == {operation}
+    assert span_id(inside["traceparent"]) == fourth.correlation_id
 
 
 @pytest.mark.asyncio
