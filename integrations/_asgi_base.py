@@ -90,12 +90,14 @@ def _sampled(scope: Scope) -> tuple[bool, str]:
     """
     rate = _STATE.sample_rate
     trace_id = None
+    raw = None
     for name, value in scope.get("headers") or ():
         if name == b"traceparent":
-            parsed = _traceparent.parse(value)
-            if parsed is not None:
-                trace_id = parsed.trace_id
-            break
+            raw = value  # the last one, as the request's frame takes (_HeaderSelection)
+    if raw is not None:
+        parsed = _traceparent.parse(raw)
+        if parsed is not None:
+            trace_id = parsed.trace_id
     if trace_id is None:
         trace_id = _traceparent.new_trace_id()
     return int(trace_id[-14:], 16) < rate * _LOW_56, trace_id

@@ -42,12 +42,14 @@ from ascope import _pipeline, runtime
 from ascope._report import _finish, _now, _pop, _since, _start
 
 from . import _traceparent
+from ._asgi_base import _error_payload
 from ._patch import Patches
 from ._redact import redact_url
 
 __all__ = ["install", "uninstall"]
 
 LIBRARY = "httpx"
+
 
 def _open(request: Any) -> int | None:
     """Open the client operation for ``request`` and set its traceparent; its id or None."""
@@ -100,9 +102,10 @@ class _Body:
     def __init__(self, cid: int, frame: _c.Frame, status: Any, headers_ns: int | None
                  ) -> None:
         self.cid = cid
-        # No ring: the body may be read on another thread or loop than the request was
-        # sent from, and the event must go to that one's (the slow path looks it up).
-        self.frame = frame[:_c.RING] + (None,)
+        # The operation's own frame, ring included: its end and a failure while reading
+        # go to its trace and to the ring it started on, wherever the body is read (a
+        # worker thread's events reach its loop's ring the same way).
+        self.frame = frame
         self.status = status
         self.headers_ns = headers_ns
         self.size = 0
@@ -113,10 +116,11 @@ class _Body:
             return
         self.done = True
         try:
-            if error is not None:
-                runtime.report_error(error, correlation_id=self.cid, source="http_client")
             if _c.STATE.on:
                 now = _now()
+                if error is not None:
+                    _pipeline.emit_event("error", now, self.frame,
+                                         _error_payload(error, "http_client"))
                 _pipeline.emit_event(
                     "http_client_complete", now, self.frame,
                     (self.status, _since(self.frame, now),
@@ -149,8 +153,10 @@ class _SyncStream(httpx.SyncByteStream):
     def close(self) -> None:
         try:
             self._stream.close()
-        finally:
-            self._body.finish(None)
+        except BaseException as error:
+            self._body.finish(error)
+            raise
+        self._body.finish(None)
 
 
 class _AsyncStream(httpx.AsyncByteStream):
@@ -176,8 +182,10 @@ class _AsyncStream(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         try:
             await self._stream.aclose()
-        finally:
-            self._body.finish(None)
+        except BaseException as error:
+            self._body.finish(error)
+            raise
+        self._body.finish(None)
 
 
 def _received(cid: int, response: Any, asynchronous: bool) -> None:
@@ -191,6 +199,11 @@ def _received(cid: int, response: Any, asynchronous: bool) -> None:
         return
     try:
         stream = response.stream
+        # A response whose body was read already (httpx.Response(content=...) from a
+        # test double, say): nothing will iterate or close its stream again.
+        if response.is_stream_consumed or response.is_closed:
+            body.finish(None)
+            return
         if asynchronous and isinstance(stream, httpx.AsyncByteStream):
             response.stream = _AsyncStream(stream, body)
             return

@@ -267,7 +267,28 @@ async def test_a_body_that_breaks_off_is_an_error_raised_unchanged() -> None:
     (start,) = of_kind(captured.events, "http_client_start")
     errors = [e for e in of_kind(captured.events, "error")
               if e.data["source"] == "http_client"]
-    assert [e.correlation_id for e in errors] == [start.correlation_id]
+    assert [(e.correlation_id, e.trace_id) for e in errors] == [
+        (start.correlation_id, start.trace_id)]
+
+
+def test_a_response_read_before_it_is_returned_ends_at_once() -> None:
+    """A transport that returns a response with its body already read (a test double's
+    ``httpx.Response(content=...)``): nothing will read its stream again, so the
+    operation ends when it is returned."""
+    original = httpx.HTTPTransport.handle_request
+    ascope.integrations.disable()
+    httpx.HTTPTransport.handle_request = (  # type: ignore[method-assign]
+        lambda self, request: httpx.Response(200, content=b"hi", request=request))
+    try:
+        ascope.integrations.enable("httpx")
+        with capture() as captured, httpx.Client() as client:
+            assert client.get("http://127.0.0.1:9/").content == b"hi"
+    finally:
+        ascope.integrations.disable()
+        httpx.HTTPTransport.handle_request = original  # type: ignore[method-assign]
+        ascope.integrations.enable("httpx")
+    data = completion(captured.events)
+    assert data["status"] == 200 and data["error"] is None
 
 
 async def redirect(request: Request) -> RedirectResponse:
