@@ -93,6 +93,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=reseed_ids)
 
 
+def load_speedups() -> Any:
+    """``ascope._speedups`` (the compiled hot path), or None where it was not built or
+    ``ASCOPE_NO_EXTENSIONS`` is set: then the same code runs as pure Python."""
+    if os.environ.get("ASCOPE_NO_EXTENSIONS"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:  # not built here (no compiler, not Linux)
+        return None
+    return _speedups
+
+
 def new_trace_id() -> str:
     """A W3C trace-context trace id: 32 lowercase hex digits, never all zero.
 

@@ -42,7 +42,19 @@ def _coroutine_name(coro: Any) -> str:
 
 
 def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
-    """A task factory recording spawn and exit, delegating creation to ``delegate``."""
+    """A task factory recording spawn and exit, delegating creation to ``delegate``.
+
+    The compiled one (``ascope._speedups.TaskFactory``, the same code) where it is built.
+    """
+    factory: TaskFactory = (_python_task_factory(delegate) if _speedups is None
+                            else _speedups.TaskFactory(delegate))
+    constructor = _eager_constructor(delegate)
+    if constructor is None:
+        return factory
+    return _EagerLookalike(factory, delegate, constructor)
+
+
+def _python_task_factory(delegate: TaskFactory | None) -> TaskFactory:
     # Without a delegate the task is built here, as the loop's default factory would
     # (asyncio.Task; uvloop's default builds the same): one Python call fewer per task.
     create = delegate
@@ -122,10 +134,7 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
         return task
 
     ascope_task_factory.ascope_delegate = delegate  # type: ignore[attr-defined]
-    constructor = _eager_constructor(delegate)
-    if constructor is None:
-        return ascope_task_factory
-    return _EagerLookalike(ascope_task_factory, delegate, constructor)
+    return ascope_task_factory
 
 
 # anyio (and any library doing the same) recognises a factory made by
@@ -252,3 +261,7 @@ def uninstall_task_factory(loop: asyncio.AbstractEventLoop | None = None) -> Non
     current = loop.get_task_factory()
     if is_ascope_factory(current):
         loop.set_task_factory(current.ascope_delegate)  # type: ignore[union-attr]
+
+
+# Last: ascope._speedups imports this module's names.
+_speedups = _c.load_speedups()

@@ -559,3 +559,21 @@ def _clock_cost() -> float:
             _now()
         samples.append((_now() - t0) / 1000)
     return min(samples)
+
+
+# -- the compiled hot path ---------------------------------------------------------------------
+
+#: The pure-Python versions of the functions ``ascope._speedups`` replaces, kept for tests
+#: and for comparison (benchmarks/bench_runtime.py times both).
+PURE_PYTHON = {"report_function_entry": report_function_entry,
+               "report_function_exit": report_function_exit}
+
+
+_speedups = _c.load_speedups()
+#: Whether the compiled hot path is in use (False: not built, or ASCOPE_NO_EXTENSIONS set).
+COMPILED = _speedups is not None
+if _speedups is not None:
+    for _name, _pure in PURE_PYTHON.items():
+        _compiled = getattr(_speedups, _name)
+        _compiled.__doc__ = _pure.__doc__
+        globals()[_name] = _compiled

@@ -58,11 +58,17 @@ async def bench_calls(rounds: int, n: int) -> None:
 
     entry = runtime.report_function_entry
     exit_ = runtime.report_function_exit
+    pure_entry = runtime.PURE_PYTHON["report_function_entry"]
+    pure_exit = runtime.PURE_PYTHON["report_function_exit"]
     args = (1, 2)
 
     def pairs(count: int) -> None:
         for _ in range(count):
             exit_(entry("bench", "f", args), None)
+
+    def pure_pairs(count: int) -> None:
+        for _ in range(count):
+            pure_exit(pure_entry("bench", "f", args), None)
 
     def otel(count: int) -> None:
         for _ in range(count):
@@ -104,6 +110,7 @@ async def bench_calls(rounds: int, n: int) -> None:
         "capture off: report_function_entry": lambda: off(entries_off),
         "disabled() for the task: report_function_entry": lambda: task_disabled(entries_off),
         "capture on: entry + exit pair (hot path)": lambda: on(pairs),
+        "capture on: the same pair, pure Python": lambda: on(pure_pairs),
         "capture on: pair incl. writer into SQLite": lambda: on_with_writer(pairs),
         "OpenTelemetry span start/end (batch)": lambda: per_call(otel, n),
     }, rounds, rounds_out)
@@ -117,6 +124,14 @@ async def bench_calls(rounds: int, n: int) -> None:
                                    "empty function f(module, function, args)")
     print(f"  -> pair {pair:,.0f} ns (target <= 1,000); OpenTelemetry / ascope = "
           f"{otel_ratio:.1f}x (target >= 20); off / empty = {off_ratio:.2f}x (target <= 1.5)")
+    if runtime.COMPILED:
+        pure_ratio, _ = ratio_per_round(rounds_out, "capture on: the same pair, pure Python",
+                                        "capture on: entry + exit pair (hot path)")
+        print(f"     compiled hot path (ascope._speedups): the pure-Python pair costs "
+              f"{pure_ratio:.2f}x the compiled one")
+    else:
+        print("     ascope._speedups is not in use (not built, or ASCOPE_NO_EXTENSIONS set): "
+              "both pair rows are pure Python")
     print("     (ratios: medians of per-round ratios; OpenTelemetry / ascope by round: "
           + " ".join(f"{r:.1f}" for r in otel_ratios) + ")")
 

@@ -1,0 +1,275 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The hottest report calls, compiled (Cython). ``ascope/runtime.py`` and
+``ascope/_tasks.py`` hold the same code in Python, which runs where this module was not
+built or ``ASCOPE_NO_EXTENSIONS=1`` is set; tests/test_speedups.py checks that both record
+identical events, and CI runs the whole suite on each.
+
+Everything here mirrors a Python function line for line (same frame and event tuples,
+same fallbacks); it is compiled to drop the interpreter's work, not to do anything else.
+Anything off the fast path calls back into the Python code.
+"""
+
+from cpython.contextvars cimport PyContextVar_Reset, PyContextVar_Set, get_value
+from cpython.iterator cimport PyIter_Next
+from cpython.object cimport PyObject
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+import asyncio
+from collections import deque
+
+from ascope import _context as _c
+from ascope import _pipeline, _report, _tasks, _values
+
+cdef object _current = _c.current
+cdef object _STATE = _c.STATE
+cdef object _ROOT = _c.ROOT
+cdef object _SETTINGS = _values.SETTINGS
+cdef object _capture_args = _values.capture_args
+cdef object _capture = _values.capture
+cdef object _append_slow = _pipeline.append_slow
+cdef object _text = _report._text
+cdef object _pop = _report._pop
+cdef object _internal_error = _report._internal_error
+cdef object _MISSING = _tasks._MISSING
+cdef object _ids = _c.ids
+cdef object _task_ids = _c.task_ids
+cdef object _deque_append = deque.append  # called unbound: no bound method per event
+
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void *op)
+
+
+def rebind_ids():
+    """After a fork, take ids from the child's own counter (see _context.reseed_ids)."""
+    global _ids, _task_ids
+    _ids = _c.ids
+    _task_ids = _c.task_ids
+
+
+_c._after_reseed.append(rebind_ids)
+
+
+cdef inline long long _now() noexcept:
+    # time.perf_counter_ns() is clock_gettime(CLOCK_MONOTONIC) on Linux (CPython's
+    # _PyTime_GetPerfCounter); setup.py builds this module on Linux only.
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec
+
+
+def perf_counter_ns():
+    """This module's clock: the same as ``time.perf_counter_ns()``."""
+    return _now()
+
+
+cdef inline object _args(object args):
+    # _values.capture_args's fast path (a tuple of scalars and short strings is kept as it
+    # is); every other case goes to it.
+    cdef Py_ssize_t n
+    if type(args) is not tuple:
+        return _capture_args(args)
+    n = len(<tuple>args)
+    if n == 0:
+        return args
+    if n > _SETTINGS.max_length:
+        return _capture_args(args)
+    for arg in <tuple>args:
+        kind = type(arg)
+        if kind is int or arg is None or kind is bool or kind is float:
+            continue
+        if kind is str and len(<str>arg) <= _SETTINGS.max_string:
+            continue
+        return _capture_args(args)
+    return args
+
+
+cdef inline void _append(object ring, tuple event) except *:
+    # An event tuple holds plain values and snapshots, never a container that could lead
+    # back to it: untracked, the collector never walks the ring (CPython untracks such
+    # tuples itself, but only at the first collection they live through).
+    PyObject_GC_UnTrack(<PyObject*>event)
+    if ring is not None:
+        buffer = ring.buffer
+        if len(buffer) < <Py_ssize_t>ring.high_water:
+            _deque_append(buffer, event)
+            return
+    _append_slow(ring, event)
+
+
+def report_function_entry(module, function, args=(), correlation_id=None):
+    """See ascope.runtime.report_function_entry."""
+    if not _STATE.on:
+        return None
+    cdef tuple parent
+    cdef long long now
+    try:
+        parent = <tuple?>get_value(_current, _ROOT)
+        if not parent[5]:
+            return None
+        parent_id = parent[0]
+        cid = PyIter_Next(_ids) if correlation_id is None else correlation_id
+        now = _now()
+        ring = parent[8]
+        PyContextVar_Set(_current, (cid, parent_id, parent, parent[3], parent[4], True,
+                                    parent[6], now, ring))
+        _append(ring, ("function_entry", now, cid, parent_id, parent[3], parent[4], parent[6],
+                       module if type(module) is str else _text(module),
+                       function if type(function) is str else _text(function),
+                       _args(args), None, None))
+        return cid
+    except Exception:
+        _internal_error()
+        return None
+
+
+def report_function_exit(correlation_id, result=None, duration_ns=None, outcome="return"):
+    """See ascope.runtime.report_function_exit."""
+    if correlation_id is None:
+        return
+    cdef tuple frame
+    cdef long long now
+    try:
+        frame = <tuple?>get_value(_current, _ROOT)
+        if frame[0] == correlation_id:
+            PyContextVar_Set(_current, frame[2] or _ROOT)
+        else:
+            frame = <tuple?>_pop(correlation_id)
+        if not _STATE.on:
+            return
+        now = _now()
+        start = frame[7]
+        if duration_ns is None and start:
+            duration_ns = now - start
+        kind = type(result)
+        _append(frame[8], ("function_exit", now, frame[0], frame[1], frame[3], frame[4],
+                           frame[6],
+                           result if (result is None or kind is int or kind is float
+                                      or kind is bool) else _capture(result),
+                           duration_ns, outcome, None, None))
+    except Exception:
+        _internal_error()
+
+
+# -- the task factory (ascope/_tasks.py: make_task_factory, _task_done) ----------------------
+
+cdef object _Task = asyncio.Task
+cdef object _current_task = _tasks._current_task
+cdef object _ring_of = _pipeline.ring_of
+cdef dict _rings = _pipeline._rings
+cdef object _coroutine_name = _tasks._coroutine_name
+cdef object _emit = _pipeline.emit_event
+
+
+cdef class TaskFactory:
+    """ascope's task factory over ``delegate`` (None: build ``asyncio.Task`` here). See
+    ``_tasks.make_task_factory``, whose closure this is, line for line."""
+
+    cdef readonly object ascope_delegate
+    cdef object create
+
+    def __init__(self, delegate):
+        self.ascope_delegate = delegate
+        self.create = delegate
+
+    def __call__(self, loop, coro, **kwargs):
+        cdef tuple parent, child
+        cdef bint recorded
+        create = self.create
+        parent = <tuple?>get_value(_current, _ROOT)
+        if not (_STATE.on and parent[5]):
+            if create is None:
+                return _Task(coro, loop=loop, **kwargs)
+            return create(loop, coro, **kwargs)
+        try:
+            task_id = PyIter_Next(_task_ids)
+            start = _now()
+            ring = parent[8]
+            if ring is None or ring.loop is not loop:
+                ring = _rings.get(loop) or _ring_of(loop)  # _ring_of, its dict read inlined
+            parent_id = parent[0]
+            cid = PyIter_Next(_ids)
+            child = (cid, parent_id, parent, task_id, parent[4], True, parent[6], start, ring)
+            recorded = (parent_id is not None or parent[3] is not None
+                        or _current_task(loop) is not None)
+            if recorded:
+                name = getattr(coro, "__qualname__", None)
+                _append(ring, ("task_spawn", start, cid, parent_id, task_id, parent[4],
+                               parent[6], task_id,
+                               name if type(name) is str else _coroutine_name(coro),
+                               kwargs.get("name")))
+        except Exception:
+            _STATE.internal_errors += 1
+            if create is None:
+                return _Task(coro, loop=loop, **kwargs)
+            return create(loop, coro, **kwargs)
+        context = kwargs.get("context")
+        try:
+            if context is not None:
+                try:
+                    context.run(_current.set, child)
+                except RuntimeError:
+                    pass
+                task = (_Task(coro, loop=loop, **kwargs) if create is None
+                        else create(loop, coro, **kwargs))
+            else:
+                token = PyContextVar_Set(_current, child)
+                try:
+                    if create is not None:
+                        task = create(loop, coro, **kwargs)
+                    elif len(kwargs) - ("context" in kwargs):
+                        task = _Task(coro, loop=loop, **kwargs)
+                    else:  # no keywords but context=None (uvloop passes it): the same Task
+                        task = _Task(coro, loop=loop)
+                finally:
+                    PyContextVar_Reset(_current, token)
+        except BaseException as error:
+            if recorded:
+                now = _now()
+                _emit("task_exit", now, child,
+                      ("not_created", now - start, type(error).__qualname__,
+                       kwargs.get("name")))
+            raise
+        if recorded:
+            if task.done():
+                task_done(child, task)
+            else:
+                exit_ = <TaskExit>TaskExit.__new__(TaskExit)
+                exit_.frame = child
+                task.add_done_callback(exit_)
+        return task
+
+
+cdef class TaskExit:
+    """A task's done callback: ``functools.partial(_tasks._task_done, frame)``, compiled."""
+
+    cdef tuple frame
+
+    def __call__(self, task):
+        task_done(self.frame, task)
+
+
+cpdef task_done(tuple frame, task):
+    """See ``_tasks._task_done``."""
+    cdef long long now
+    if not _STATE.on:
+        return
+    try:
+        if task.cancelled():
+            outcome, error = "cancelled", None
+        else:
+            exception = getattr(task, "_exception", _MISSING)
+            if exception is _MISSING:
+                exception = task.exception()
+            if exception is None:
+                outcome, error = "result", None
+            else:
+                outcome, error = "exception", type(exception).__qualname__
+        try:
+            name = task.get_name()
+        except Exception:
+            name = None
+        now = _now()
+        _append(frame[8], ("task_exit", now, frame[0], frame[1], frame[3], frame[4],
+                           frame[6], outcome, now - <long long>frame[7], error, name))
+    except Exception:
+        _STATE.internal_errors += 1

@@ -1,0 +1,220 @@
+"""The compiled hot path (``ascope._speedups``) against the pure-Python code it replaces.
+
+Both must record the same events for the same calls: each case here runs once through
+each implementation and compares what was recorded, ids and times aside. The rest of the
+suite runs on whichever is in use; CI runs it again with ASCOPE_NO_EXTENSIONS=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import ascope
+from ascope import _context, _tasks
+from ascope import runtime as rt
+from ascope.testing import capture
+
+speedups = pytest.importorskip("ascope._speedups") if not os.environ.get(
+    "ASCOPE_NO_EXTENSIONS") else None
+
+
+def test_the_compiled_module_is_in_use_where_it_can_be_built() -> None:
+    # Not a skip in disguise: on Linux CPython with a C compiler (CI) the install builds
+    # it, and then it must be the one the runtime uses.
+    buildable = (sys.platform.startswith("linux") and sys.implementation.name == "cpython"
+                 and shutil.which("cc") is not None)
+    if os.environ.get("ASCOPE_NO_EXTENSIONS"):
+        assert not rt.COMPILED
+        assert rt.report_function_entry is rt.PURE_PYTHON["report_function_entry"]
+        assert _tasks._speedups is None
+    elif buildable:
+        assert rt.COMPILED
+        assert rt.report_function_entry is not rt.PURE_PYTHON["report_function_entry"]
+        assert type(_tasks.make_task_factory(None)).__module__ == "ascope._speedups"
+
+
+needs_compiled = pytest.mark.skipif(speedups is None, reason="ascope._speedups not in use")
+
+
+class Hostile:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def _cycle() -> list[Any]:
+    items: list[Any] = [1]
+    items.append(items)
+    return items
+
+
+# (module, function, args, result) given to entry and exit
+CALLS: list[tuple[Any, Any, Any, Any]] = [
+    ("app", "f", (), None),
+    ("app", "f", (1, 2.5, True, None, "short"), 3),
+    ("app", "f", ("x" * 600,), "y" * 600),  # strings past max_string
+    ("app", "f", tuple(range(40)), 1.5),  # past max_length
+    ("app", "f", (1, [1, 2], {"password": "p"}), [1]),
+    ("app", "f", [1, 2], {"token": "t", "n": 1}),
+    ("app", "f", {"a": 1, "api_key": "k"}, (1, 2)),
+    ("app", "f", (Hostile(),), Hostile()),
+    ("app", "f", (_cycle(),), _cycle()),
+    (object, len, "not a tuple", b"bytes"),
+    (None, None, None, True),
+    ("app", "f", 42, 10**30),
+]
+
+
+def _shape(events: list[ascope.Event]) -> list[tuple[Any, ...]]:
+    """What was recorded, with ids replaced by their order of appearance and no times."""
+    seen: dict[Any, int] = {}
+
+    def norm(value: Any) -> Any:
+        if value is None:
+            return None
+        return seen.setdefault(value, len(seen))
+
+    out = []
+    for event in events:
+        data = dict(event.data)
+        data.pop("duration_ns", None)
+        if "child_task_id" in data:
+            data["child_task_id"] = norm(data["child_task_id"])
+        if isinstance(data.get("name"), str) and data["name"].startswith("Task-"):
+            data["name"] = "Task-N"  # asyncio's counter goes on between the two runs
+        out.append((event.kind, norm(event.correlation_id), norm(event.parent_id),
+                    event.task_id is None, event.trace_id, data))
+    return out
+
+
+def _record(entry: Callable[..., Any], exit_: Callable[..., Any]) -> list[tuple[Any, ...]]:
+    async def main() -> list[ascope.Event]:
+        with capture() as captured:
+            for module, function, args, result in CALLS:
+                outer = entry(module, function, args)
+                inner = entry("app", "inner", (1,))
+                exit_(inner, result)
+                exit_(outer, result, 123, "raise")
+            exit_(12345)  # not open here (closed from another task): a detached exit
+            exit_(None)
+            assert entry("app", "f", (), correlation_id="given") == "given"
+            exit_("given", None)
+        return list(captured.events)
+
+    return _shape(asyncio.run(main()))
+
+
+@needs_compiled
+def test_entry_and_exit_record_what_the_python_code_records() -> None:
+    pure = _record(rt.PURE_PYTHON["report_function_entry"],
+                   rt.PURE_PYTHON["report_function_exit"])
+    compiled = _record(speedups.report_function_entry, speedups.report_function_exit)
+    assert len(pure) == 2 * 2 * len(CALLS) + 1 + 2
+    assert compiled == pure
+
+
+@needs_compiled
+def test_compiled_calls_restore_the_context_like_the_python_ones() -> None:
+    async def main() -> None:
+        with capture():
+            before = rt.current_correlation_id()
+            outer = speedups.report_function_entry("app", "f", ())
+            assert rt.current_correlation_id() == outer
+            inner = speedups.report_function_entry("app", "g", ())
+            speedups.report_function_exit(outer)  # closes the outer one, inner included
+            assert rt.current_correlation_id() == before
+            speedups.report_function_exit(inner)  # not on the stack any more: no change
+            assert rt.current_correlation_id() == before
+
+    asyncio.run(main())
+
+
+@needs_compiled
+def test_compiled_calls_are_quiet_when_capture_is_off() -> None:
+    ascope.disable()
+    assert speedups.report_function_entry("app", "f", (1,)) is None
+    speedups.report_function_exit(None)
+    with capture(), ascope.disabled():
+        assert speedups.report_function_entry("app", "f", (1,)) is None
+
+
+@needs_compiled
+def test_a_broken_frame_is_an_internal_error_not_an_exception() -> None:
+    async def main() -> None:
+        with capture():
+            token = _context.current.set("not a frame")  # type: ignore[arg-type]
+            try:
+                before = ascope.stats().internal_errors
+                assert speedups.report_function_entry("app", "f", ()) is None
+                speedups.report_function_exit(1)
+                assert ascope.stats().internal_errors == before + 2
+            finally:
+                _context.current.reset(token)
+
+    asyncio.run(main())
+
+
+@needs_compiled
+def test_the_compiled_clock_is_perf_counter_ns() -> None:
+    for _ in range(1000):
+        before = time.perf_counter_ns()
+        now = speedups.perf_counter_ns()
+        assert before <= now <= time.perf_counter_ns()
+
+
+async def _tasks_workload() -> None:
+    async def ok() -> int:
+        return 1
+
+    async def fails() -> None:
+        raise ValueError("x")
+
+    async def sleeps() -> None:
+        await asyncio.sleep(10)
+
+    await asyncio.create_task(ok(), name="named")
+    failing = asyncio.create_task(fails())
+    with pytest.raises(ValueError):
+        await failing
+    sleeping = asyncio.create_task(sleeps())
+    await asyncio.sleep(0)
+    sleeping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sleeping
+    await asyncio.gather(ok(), ok())
+    with pytest.raises(TypeError):
+        asyncio.create_task(42)  # type: ignore[arg-type]  # noqa: RUF006
+    await asyncio.get_running_loop().create_task(ok(), context=contextvars.copy_context())
+
+
+def _record_tasks(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    monkeypatch.setattr(_tasks, "_speedups", speedups if compiled else None)
+
+    async def main() -> list[ascope.Event]:
+        asyncio.get_running_loop().set_task_factory(None)
+        with capture() as captured:
+            ascope.install_task_factory()
+            assert (type(asyncio.get_running_loop().get_task_factory()).__module__
+                    == ("ascope._speedups" if compiled else "builtins"))
+            await _tasks_workload()
+        return list(captured.events)
+
+    return _shape(asyncio.run(main()))
+
+
+@needs_compiled
+def test_the_compiled_task_factory_records_what_the_python_one_records(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pure = _record_tasks(False, monkeypatch)
+    compiled = _record_tasks(True, monkeypatch)
+    kinds = [event[0] for event in pure]
+    assert kinds.count("task_spawn") == 7 and kinds.count("task_exit") == 7
+    assert compiled == pure
