@@ -38,10 +38,14 @@ def extensions() -> list[Extension]:
         return []
     if sys.implementation.name != "cpython":
         return []
-    from Cython.Build import cythonize
+    try:
+        from Cython.Build import cythonize
 
-    return cythonize([Extension("ascope._speedups", ["ascope/_speedups.pyx"])],
-                     quiet=True, compiler_directives={"language_level": 3})
+        return cythonize([Extension("ascope._speedups", ["ascope/_speedups.pyx"])],
+                         quiet=True, compiler_directives={"language_level": 3})
+    except Exception as error:  # Cython missing or the translation failed
+        OptionalBuildExt._skip(error)
+        return []
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

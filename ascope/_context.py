@@ -102,7 +102,16 @@ def load_speedups() -> Any:
         from . import _speedups
     except ImportError:  # not built here (no compiler, not Linux)
         return None
+    if not all(hasattr(_speedups, name) for name in SPEEDUPS_API):
+        return None  # built from an older source than this one: rebuild (pip install)
     return _speedups
+
+
+#: What ``ascope._speedups`` must define to be used.
+SPEEDUPS_API = ("report_function_entry", "report_function_exit", "report_line_execution",
+                "report_expression_value", "report_variable_snapshot",
+                "report_ast_branch_execution", "report_ast_loop_iteration", "TaskFactory",
+                "task_done", "rebind_ids")
 
 
 def new_trace_id() -> str:

@@ -150,6 +150,95 @@ def report_function_exit(correlation_id, result=None, duration_ns=None, outcome=
         _internal_error()
 
 
+# -- point events (runtime.report_line_execution and the AST instrumentation's others) -------
+
+cdef object _capture_mapping = _values.capture_mapping
+
+
+cdef inline tuple _frame_for(object correlation_id):
+    # _report._frame_for
+    cdef tuple frame = <tuple?>get_value(_current, _ROOT)
+    if not frame[5]:
+        return None
+    if correlation_id is None or frame[0] == correlation_id:
+        return frame
+    return (correlation_id, None, None, frame[3], frame[4], True, frame[6], 0, frame[8])
+
+
+cdef inline void _emit(str kind, tuple frame, tuple payload) except *:
+    # _pipeline.emit_event, stamped now
+    _append(frame[8], (kind, _now(), frame[0], frame[1], frame[3], frame[4], frame[6],
+                       payload))
+
+
+def report_line_execution(correlation_id, line, context=None, source=None, node_id=None):
+    """See ascope.runtime.report_line_execution."""
+    if not _STATE.on:
+        return
+    try:
+        frame = _frame_for(correlation_id)
+        if frame is not None:
+            _emit("line_execution", frame,
+                  (line, None if context is None else _capture(context), node_id, source))
+    except Exception:
+        _internal_error()
+
+
+def report_expression_value(correlation_id, expression, value, line, source=None,
+                            node_id=None):
+    """See ascope.runtime.report_expression_value."""
+    if not _STATE.on:
+        return
+    try:
+        frame = _frame_for(correlation_id)
+        if frame is not None:
+            _emit("expression_value", frame,
+                  (_text(expression), _capture(value), line, node_id, source))
+    except Exception:
+        _internal_error()
+
+
+def report_variable_snapshot(correlation_id, variables, line, source=None, node_id=None):
+    """See ascope.runtime.report_variable_snapshot."""
+    if not _STATE.on:
+        return
+    try:
+        frame = _frame_for(correlation_id)
+        if frame is not None:
+            _emit("variable_snapshot", frame,
+                  (_capture_mapping(variables), line, node_id, source))
+    except Exception:
+        _internal_error()
+
+
+def report_ast_branch_execution(correlation_id, branch_type, condition, branch_taken, line,
+                                node_id):
+    """See ascope.runtime.report_ast_branch_execution."""
+    if not _STATE.on:
+        return
+    try:
+        frame = _frame_for(correlation_id)
+        if frame is not None:
+            _emit("branch_execution", frame,
+                  (_text(branch_type), _text(condition), _capture(branch_taken), line,
+                   node_id))
+    except Exception:
+        _internal_error()
+
+
+def report_ast_loop_iteration(correlation_id, loop_type, iteration, current_value, line,
+                              node_id):
+    """See ascope.runtime.report_ast_loop_iteration."""
+    if not _STATE.on:
+        return
+    try:
+        frame = _frame_for(correlation_id)
+        if frame is not None:
+            _emit("loop_iteration", frame,
+                  (_text(loop_type), iteration, _capture(current_value), line, node_id))
+    except Exception:
+        _internal_error()
+
 # -- the task factory (ascope/_tasks.py: make_task_factory, _task_done) ----------------------
 
 cdef object _Task = asyncio.Task
@@ -157,7 +246,7 @@ cdef object _current_task = _tasks._current_task
 cdef object _ring_of = _pipeline.ring_of
 cdef dict _rings = _pipeline._rings
 cdef object _coroutine_name = _tasks._coroutine_name
-cdef object _emit = _pipeline.emit_event
+cdef object _emit_event = _pipeline.emit_event
 
 
 cdef class TaskFactory:
@@ -225,7 +314,7 @@ cdef class TaskFactory:
         except BaseException as error:
             if recorded:
                 now = _now()
-                _emit("task_exit", now, child,
+                _emit_event("task_exit", now, child,
                       ("not_created", now - start, type(error).__qualname__,
                        kwargs.get("name")))
             raise

@@ -32,6 +32,7 @@ _current_task = (asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
                  else asyncio.current_task)
 _ring_of = _pipeline.ring_of
 _MISSING = object()
+_speedups: Any = _MISSING  # ascope._speedups, or None for the Python factory below
 
 TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
@@ -46,6 +47,9 @@ def make_task_factory(delegate: TaskFactory | None) -> TaskFactory:
 
     The compiled one (``ascope._speedups.TaskFactory``, the same code) where it is built.
     """
+    global _speedups
+    if _speedups is _MISSING:  # resolved on first use: ascope._speedups imports this module
+        _speedups = _c.load_speedups()
     factory: TaskFactory = (_python_task_factory(delegate) if _speedups is None
                             else _speedups.TaskFactory(delegate))
     constructor = _eager_constructor(delegate)
@@ -262,6 +266,3 @@ def uninstall_task_factory(loop: asyncio.AbstractEventLoop | None = None) -> Non
     if is_ascope_factory(current):
         loop.set_task_factory(current.ascope_delegate)  # type: ignore[union-attr]
 
-
-# Last: ascope._speedups imports this module's names.
-_speedups = _c.load_speedups()

@@ -566,7 +566,12 @@ def _clock_cost() -> float:
 #: The pure-Python versions of the functions ``ascope._speedups`` replaces, kept for tests
 #: and for comparison (benchmarks/bench_runtime.py times both).
 PURE_PYTHON = {"report_function_entry": report_function_entry,
-               "report_function_exit": report_function_exit}
+               "report_function_exit": report_function_exit,
+               "report_line_execution": report_line_execution,
+               "report_expression_value": report_expression_value,
+               "report_variable_snapshot": report_variable_snapshot,
+               "report_ast_branch_execution": report_ast_branch_execution,
+               "report_ast_loop_iteration": report_ast_loop_iteration}
 
 
 _speedups = _c.load_speedups()

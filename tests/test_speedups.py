@@ -35,7 +35,7 @@ def test_the_compiled_module_is_in_use_where_it_can_be_built() -> None:
     if os.environ.get("ASCOPE_NO_EXTENSIONS"):
         assert not rt.COMPILED
         assert rt.report_function_entry is rt.PURE_PYTHON["report_function_entry"]
-        assert _tasks._speedups is None
+        assert type(_tasks.make_task_factory(None)).__module__ != "ascope._speedups"
     elif buildable:
         assert rt.COMPILED
         assert rt.report_function_entry is not rt.PURE_PYTHON["report_function_entry"]
@@ -110,6 +110,51 @@ def _record(entry: Callable[..., Any], exit_: Callable[..., Any]) -> list[tuple[
         return list(captured.events)
 
     return _shape(asyncio.run(main()))
+
+
+def _record_points(reports: dict[str, Callable[..., Any]]) -> list[tuple[Any, ...]]:
+    line = reports["report_line_execution"]
+    expression = reports["report_expression_value"]
+    snapshot = reports["report_variable_snapshot"]
+    branch = reports["report_ast_branch_execution"]
+    iteration = reports["report_ast_loop_iteration"]
+    values = [None, 1, "s" * 600, [1, {"secret": 2}], Hostile(), _cycle(), b"b", 2**70]
+
+    async def main() -> list[ascope.Event]:
+        with capture() as captured:
+            outer = rt.report_function_entry("app", "f", ())
+            for value in values:
+                for cid in (None, outer, "foreign"):
+                    line(cid, 3)
+                    line(cid, 4, {"x": value, "password": "p"}, "ast", "m:f:4:expr")
+                    expression(cid, "x + 1", value, 5)
+                    expression(cid, Hostile(), value, 5, "ast", "m:f:5:binop")
+                    snapshot(cid, {"x": value, "token": "t"}, 6)
+                    snapshot(cid, "not a mapping", 6, "ast", "m:f:6:assign")  # counted, no event
+                    branch(cid, "if", "x > 1", value, 7, "m:f:7:if")
+                    iteration(cid, "for", 2, value, 8, "m:f:8:for")
+            rt.report_function_exit(outer)
+            with ascope.disabled():
+                line(None, 9)
+        return list(captured.events)
+
+    return _shape(asyncio.run(main()))
+
+
+@needs_compiled
+def test_point_reports_record_what_the_python_code_records() -> None:
+    pure = _record_points(rt.PURE_PYTHON)
+    compiled = _record_points({name: getattr(speedups, name) for name in rt.PURE_PYTHON})
+    assert len(pure) == 2 + 8 * 3 * 7
+    assert compiled == pure
+
+
+def test_every_replaced_function_is_in_the_compiled_api() -> None:
+    assert set(rt.PURE_PYTHON) <= set(_context.SPEEDUPS_API)
+    if rt.COMPILED:
+        for name, pure in rt.PURE_PYTHON.items():
+            assert getattr(rt, name) is getattr(speedups, name)
+            assert getattr(rt, name).__doc__ == pure.__doc__
 
 
 @needs_compiled
