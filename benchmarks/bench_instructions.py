@@ -45,6 +45,19 @@ async def main():
     for _ in range(N): exit_(entry("bench", "f", (1, 2)), None)
 asyncio.run(main())
 """,
+        "report_line_execution (a point event), capture on": """
+async def main():
+    line = runtime.report_line_execution
+    for i in range(N): line(None, i)
+asyncio.run(main())
+""",
+        "the same pair, pure Python (ASCOPE_NO_EXTENSIONS=1)": """
+async def main():
+    entry = runtime.PURE_PYTHON["report_function_entry"]
+    exit_ = runtime.PURE_PYTHON["report_function_exit"]
+    for _ in range(N): exit_(entry("bench", "f", (1, 2)), None)
+asyncio.run(main())
+""",
         "OpenTelemetry span start/end (batch processor)": """
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
