@@ -319,7 +319,8 @@ class AscopeMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" and _STATE.on and SCOPE_KEY not in scope:
+        if ((kind == "http" or (kind == "websocket" and self.websockets)) and _STATE.on
+                and SCOPE_KEY not in scope):
             parent = _current.get()
             if parent[5]:
                 trace_id = None
@@ -334,6 +335,9 @@ class AscopeMiddleware:
                         finally:
                             _current.reset(token)
                         return
+                if kind == "websocket":
+                    await self._websocket(scope, receive, send, parent, trace_id)
+                    return
                 try:
                     request = _Request(self, scope, parent, receive, send, trace_id)
                     scope[SCOPE_KEY] = request
@@ -356,21 +360,6 @@ class AscopeMiddleware:
                     # instead of leaving a cycle per request to the garbage collector.
                     if scope.get(SCOPE_KEY) is request:
                         del scope[SCOPE_KEY]
-                return
-        elif kind == "websocket" and _STATE.on and self.websockets and SCOPE_KEY not in scope:
-            parent = _current.get()
-            if parent[5]:
-                trace_id = None
-                if _STATE.sample_rate < 1.0:
-                    recorded, trace_id = _sampled_safely(scope)
-                    if not recorded:
-                        token = _current.set(_unsampled(parent, trace_id))
-                        try:
-                            await self.app(scope, receive, send)
-                        finally:
-                            _current.reset(token)
-                        return
-                await self._websocket(scope, receive, send, parent, trace_id)
                 return
         elif kind == "lifespan" and _STATE.on:
             # The server's loop: set it up (ring, drainer, task factory) before any request.
