@@ -60,6 +60,7 @@ OPENERS: dict[str, str] = {
     "function_entry": "function_exit",
     "task_spawn": "task_exit",
     "http_request_start": "http_request_complete",
+    "http_client_start": "http_client_complete",
     "endpoint_entry": "endpoint_exit",
     "action_start": "action_complete",
     "channel_join_start": "channel_join_complete",
@@ -152,6 +153,8 @@ class TreeNode:
             return str(data.get("coroutine") or "")
         if kind == "http_request_start":
             return f"{data.get('method')} {data.get('path')}"
+        if kind == "http_client_start":
+            return f"{data.get('method')} {data.get('url')}"
         if kind == "query_start":
             return _short(data.get("statement"), 10_000)
         if kind == "endpoint_entry":
@@ -299,6 +302,7 @@ _LABEL_PREFIX = {
     "function_entry": "call",
     "task_spawn": "task",
     "http_request_start": "",
+    "http_client_start": "http",
     "endpoint_entry": "endpoint",
     "action_start": "action",
     "channel_join_start": "join",
@@ -313,6 +317,9 @@ _LABEL_PREFIX = {
 def _outcome_suffix(kind: str, closer: Any) -> str:
     if kind == "http_request_start":
         return f" -> {closer.get('status')}"
+    if kind == "http_client_start":
+        error = closer.get("error")
+        return f" -> error {error}" if error else f" -> {closer.get('status')}"
     if kind == "task_spawn":
         outcome = closer.get("outcome")
         if outcome == "exception":

@@ -179,6 +179,35 @@ async def test_connection_error_is_recorded_and_raised_unchanged() -> None:
     assert error.correlation_id == start.correlation_id and error.data["source"] == "http_client"
 
 
+@pytest.mark.asyncio
+async def test_an_outgoing_request_is_a_node_of_the_tree() -> None:
+    """In the rebuilt tree an httpx call is an operation of its own, under the code that
+    made it, with what it did inside it (anyio's connection task, when it makes one)
+    nested under it, and how it ended in its label."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with running(ECHO) as service:
+        async with capture() as captured:
+            operation = runtime.report_function_entry("app", "handler")
+            async with httpx.AsyncClient() as client:
+                await client.get(f"{service.url}/echo")
+                with pytest.raises(httpx.ConnectError):
+                    await client.get(f"http://127.0.0.1:{closed_port}/")
+            runtime.report_function_exit(operation)
+            service.stop()
+    tree = captured.tree()
+    (handler,) = tree.find("app:handler")
+    calls = [node for node in handler.children if node.kind == "http_client_start"]
+    assert [node.label for node in calls] == [
+        f"http GET {service.url}/echo -> 200",
+        f"http GET http://127.0.0.1:{closed_port}/ -> error ConnectError"]
+    assert tree.find(f"http GET {service.url}/echo") == calls[:1]
+    # Nothing the calls did is left at the top of the tree.
+    assert [node.kind for node in tree.children] == ["function_entry"]
+    assert all(event.kind != "http_client_complete" for event in handler.events)
+
+
 CHUNK = b"x" * 1000
 PAUSE = 0.1
 
