@@ -5,6 +5,7 @@ Everything else is in pyproject.toml. The module is optional: where it cannot be
 and runs as pure Python, with the same behaviour and a slower hot path.
 """
 
+import hashlib
 import os
 import sys
 
@@ -34,15 +35,21 @@ class OptionalBuildExt(build_ext):
 
 
 def extensions() -> list[Extension]:
-    if os.environ.get("ASCOPE_NO_EXTENSIONS") or not sys.platform.startswith("linux"):
+    if (os.environ.get("ASCOPE_NO_EXTENSIONS", "").lower() not in ("", "0", "false", "no")
+            or not sys.platform.startswith("linux")):
         return []
     if sys.implementation.name != "cpython":
         return []
     try:
         from Cython.Build import cythonize
 
-        return cythonize([Extension("ascope._speedups", ["ascope/_speedups.pyx"])],
-                         quiet=True, compiler_directives={"language_level": 3})
+        with open("ascope/_speedups.pyx", "rb") as source:
+            digest = hashlib.sha256(source.read()).hexdigest()
+        # The module carries the hash of its source; the runtime compares it with the
+        # .pyx beside it and ignores a module built from another version.
+        extension = Extension("ascope._speedups", ["ascope/_speedups.pyx"],
+                              define_macros=[("ASCOPE_SOURCE_HASH", f'"{digest}"')])
+        return cythonize([extension], quiet=True, compiler_directives={"language_level": 3})
     except Exception as error:  # Cython missing or the translation failed
         OptionalBuildExt._skip(error)
         return []

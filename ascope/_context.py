@@ -19,6 +19,7 @@ The global switch lives in ``STATE`` so that every module reads the same flag.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import random
@@ -95,23 +96,52 @@ if hasattr(os, "register_at_fork"):
 
 def load_speedups() -> Any:
     """``ascope._speedups`` (the compiled hot path), or None where it was not built or
-    ``ASCOPE_NO_EXTENSIONS`` is set: then the same code runs as pure Python."""
-    if os.environ.get("ASCOPE_NO_EXTENSIONS"):
+    ``ASCOPE_NO_EXTENSIONS`` is set: then the same code runs as pure Python.
+
+    A module built from another version of ``_speedups.pyx`` than the one beside it (an
+    editable install whose source changed since) is not used, nor one that fails to load:
+    both with a warning, once.
+    """
+    global _speedups_checked
+    if os.environ.get("ASCOPE_NO_EXTENSIONS", "").lower() not in ("", "0", "false", "no"):
         return None
     try:
         from . import _speedups
     except ImportError:  # not built here (no compiler, not Linux)
         return None
-    if not all(hasattr(_speedups, name) for name in SPEEDUPS_API):
-        return None  # built from an older source than this one: rebuild (pip install)
-    return _speedups
+    except Exception as error:  # built, but it does not load against this source
+        _warn_once(f"ascope: the compiled module does not load ({error!r}); "
+                   "running pure Python. Rebuild it: pip install -e .")
+        return None
+    if _speedups_checked is None:
+        _speedups_checked = _matches_source(_speedups)
+        if not _speedups_checked:
+            _warn_once("ascope: the compiled module was built from another version of "
+                       "_speedups.pyx; running pure Python. Rebuild it: pip install -e .")
+    return _speedups if _speedups_checked else None
 
 
-#: What ``ascope._speedups`` must define to be used.
-SPEEDUPS_API = ("report_function_entry", "report_function_exit", "report_line_execution",
-                "report_expression_value", "report_variable_snapshot",
-                "report_ast_branch_execution", "report_ast_loop_iteration", "TaskFactory",
-                "task_done", "rebind_ids")
+_speedups_checked: bool | None = None
+_warned = False
+
+
+def _matches_source(module: Any) -> bool:
+    source = os.path.join(os.path.dirname(__file__), "_speedups.pyx")
+    try:
+        with open(source, "rb") as file:
+            digest = hashlib.sha256(file.read()).hexdigest()
+    except OSError:  # installed without its source: nothing to compare with
+        return True
+    return getattr(module, "SOURCE_HASH", None) == digest
+
+
+def _warn_once(message: str) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        import logging
+
+        logging.getLogger("ascope").warning(message)
 
 
 def new_trace_id() -> str:

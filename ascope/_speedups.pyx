@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: language_level=3, wraparound=False
 """The hottest report calls, compiled (Cython). ``ascope/runtime.py`` and
 ``ascope/_tasks.py`` hold the same code in Python, which runs where this module was not
 built or ``ASCOPE_NO_EXTENSIONS=1`` is set; tests/test_speedups.py checks that both record
@@ -37,6 +37,13 @@ cdef object _deque_append = deque.append  # called unbound: no bound method per 
 
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void *op)
+
+cdef extern from *:
+    const char *ASCOPE_SOURCE_HASH  # defined by setup.py: the sha256 of this file
+
+#: The hash of the source this module was built from: the runtime uses the module only
+#: when it matches the _speedups.pyx beside it (_context.load_speedups).
+SOURCE_HASH = ASCOPE_SOURCE_HASH.decode()
 
 
 def rebind_ids():
@@ -110,12 +117,12 @@ def report_function_entry(module, function, args=(), correlation_id=None):
         cid = PyIter_Next(_ids) if correlation_id is None else correlation_id
         now = _now()
         ring = parent[8]
-        PyContextVar_Set(_current, (cid, parent_id, parent, parent[3], parent[4], True,
-                                    parent[6], now, ring))
         _append(ring, ("function_entry", now, cid, parent_id, parent[3], parent[4], parent[6],
                        module if type(module) is str else _text(module),
                        function if type(function) is str else _text(function),
                        _args(args), None, None))
+        PyContextVar_Set(_current, (cid, parent_id, parent, parent[3], parent[4], True,
+                                    parent[6], now, ring))
         return cid
     except Exception:
         _internal_error()
@@ -165,20 +172,21 @@ cdef inline tuple _frame_for(object correlation_id):
     return (correlation_id, None, None, frame[3], frame[4], True, frame[6], 0, frame[8])
 
 
-cdef inline void _emit(str kind, tuple frame, tuple payload) except *:
-    # _pipeline.emit_event, stamped now
-    _append(frame[8], (kind, _now(), frame[0], frame[1], frame[3], frame[4], frame[6],
-                       payload))
+cdef inline void _emit(str kind, long long now, tuple frame, tuple payload) except *:
+    # _pipeline.emit_event
+    _append(frame[8], (kind, now, frame[0], frame[1], frame[3], frame[4], frame[6], payload))
 
 
 def report_line_execution(correlation_id, line, context=None, source=None, node_id=None):
     """See ascope.runtime.report_line_execution."""
+    cdef long long now
     if not _STATE.on:
         return
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit("line_execution", frame,
+            now = _now()  # before the payload's values are captured, as in Python
+            _emit("line_execution", now, frame,
                   (line, None if context is None else _capture(context), node_id, source))
     except Exception:
         _internal_error()
@@ -187,12 +195,14 @@ def report_line_execution(correlation_id, line, context=None, source=None, node_
 def report_expression_value(correlation_id, expression, value, line, source=None,
                             node_id=None):
     """See ascope.runtime.report_expression_value."""
+    cdef long long now
     if not _STATE.on:
         return
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit("expression_value", frame,
+            now = _now()  # before the payload's values are captured, as in Python
+            _emit("expression_value", now, frame,
                   (_text(expression), _capture(value), line, node_id, source))
     except Exception:
         _internal_error()
@@ -200,12 +210,14 @@ def report_expression_value(correlation_id, expression, value, line, source=None
 
 def report_variable_snapshot(correlation_id, variables, line, source=None, node_id=None):
     """See ascope.runtime.report_variable_snapshot."""
+    cdef long long now
     if not _STATE.on:
         return
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit("variable_snapshot", frame,
+            now = _now()  # before the payload's values are captured, as in Python
+            _emit("variable_snapshot", now, frame,
                   (_capture_mapping(variables), line, node_id, source))
     except Exception:
         _internal_error()
@@ -214,12 +226,14 @@ def report_variable_snapshot(correlation_id, variables, line, source=None, node_
 def report_ast_branch_execution(correlation_id, branch_type, condition, branch_taken, line,
                                 node_id):
     """See ascope.runtime.report_ast_branch_execution."""
+    cdef long long now
     if not _STATE.on:
         return
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit("branch_execution", frame,
+            now = _now()  # before the payload's values are captured, as in Python
+            _emit("branch_execution", now, frame,
                   (_text(branch_type), _text(condition), _capture(branch_taken), line,
                    node_id))
     except Exception:
@@ -229,12 +243,14 @@ def report_ast_branch_execution(correlation_id, branch_type, condition, branch_t
 def report_ast_loop_iteration(correlation_id, loop_type, iteration, current_value, line,
                               node_id):
     """See ascope.runtime.report_ast_loop_iteration."""
+    cdef long long now
     if not _STATE.on:
         return
     try:
         frame = _frame_for(correlation_id)
         if frame is not None:
-            _emit("loop_iteration", frame,
+            now = _now()  # before the payload's values are captured, as in Python
+            _emit("loop_iteration", now, frame,
                   (_text(loop_type), iteration, _capture(current_value), line, node_id))
     except Exception:
         _internal_error()
@@ -264,8 +280,16 @@ cdef class TaskFactory:
         cdef tuple parent, child
         cdef bint recorded
         create = self.create
-        parent = <tuple?>get_value(_current, _ROOT)
-        if not (_STATE.on and parent[5]):
+        parent = None
+        if _STATE.on:
+            try:
+                parent = <tuple?>get_value(_current, _ROOT)
+                if not parent[5]:
+                    parent = None
+            except Exception:  # not a frame: counted, and the task is made as if off
+                _STATE.internal_errors += 1
+                parent = None
+        if parent is None:
             if create is None:
                 return _Task(coro, loop=loop, **kwargs)
             return create(loop, coro, **kwargs)

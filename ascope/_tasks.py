@@ -68,7 +68,12 @@ def _python_task_factory(delegate: TaskFactory | None) -> TaskFactory:
         # Frame positions as literals, as in runtime.py (this runs for every task):
         # 0 cid, 3 task, 4 trace, 5 enabled, 6 scope, 8 ring.
         parent = _current.get()
-        if not (_STATE.on and parent[5]):
+        try:
+            off = not (_STATE.on and parent[5])
+        except Exception:  # not a frame: counted, and the task is made as if off
+            _STATE.internal_errors += 1
+            off = True
+        if off:
             if create is None:
                 return _Task(coro, loop=loop, **kwargs)
             return create(loop, coro, **kwargs)

@@ -219,9 +219,9 @@ def report_function_entry(module: Any, function: Any, args: Any = (),
             return None
         cid = _next_id() if correlation_id is None else correlation_id
         now = _now()
-        _current.set((cid, parent_id, parent, task, trace, True, scope, now, ring))
         # _pipeline.emit_event, inlined, with the payload flat (one tuple fewer): this is
-        # the hottest call there is.
+        # the hottest call there is. The event first: a failure capturing it must not
+        # leave the call current with no exit to come.
         event = ("function_entry", now, cid, parent_id, task, trace, scope,
                  module if type(module) is str else _text(module),
                  function if type(function) is str else _text(function),
@@ -230,6 +230,7 @@ def report_function_entry(module: Any, function: Any, args: Any = (),
             ring.buffer.append(event)
         else:
             _append_slow(ring, event)
+        _current.set((cid, parent_id, parent, task, trace, True, scope, now, ring))
         return cid
     except Exception:
         _internal_error()

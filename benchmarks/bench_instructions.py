@@ -51,7 +51,7 @@ async def main():
     for i in range(N): line(None, i)
 asyncio.run(main())
 """,
-        "the same pair, pure Python (ASCOPE_NO_EXTENSIONS=1)": """
+        "the same pair, pure Python (runtime.PURE_PYTHON)": """
 async def main():
     entry = runtime.PURE_PYTHON["report_function_entry"]
     exit_ = runtime.PURE_PYTHON["report_function_exit"]

@@ -16,7 +16,9 @@ headers arrived, body bytes received). The operation nests under the current one
 being the current operation when the headers arrive (the caller's code goes on while the
 body streams), and completes from the response's stream: the transport's stream is
 wrapped in one that counts the bytes and records the end, the first of exhausted,
-closed, or failed.
+closed, or failed. A response that is neither read to its end nor closed (a stream the
+caller abandons) never completes: its operation has a start and no end, which the tree
+shows as ``(not finished)``.
 
 ``traceparent`` is ``00-<trace id>-<span id>-01``: the trace id of the current operation
 (the incoming request's, when the ASGI middleware is on) or a new one, which the

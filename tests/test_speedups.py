@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,8 +24,8 @@ from ascope import _context, _tasks
 from ascope import runtime as rt
 from ascope.testing import capture
 
-speedups = pytest.importorskip("ascope._speedups") if not os.environ.get(
-    "ASCOPE_NO_EXTENSIONS") else None
+# Not importorskip: the first test must see a build that failed silently.
+speedups = _context.load_speedups()
 
 
 def test_the_compiled_module_is_in_use_where_it_can_be_built() -> None:
@@ -32,7 +33,7 @@ def test_the_compiled_module_is_in_use_where_it_can_be_built() -> None:
     # it, and then it must be the one the runtime uses.
     buildable = (sys.platform.startswith("linux") and sys.implementation.name == "cpython"
                  and shutil.which("cc") is not None)
-    if os.environ.get("ASCOPE_NO_EXTENSIONS"):
+    if os.environ.get("ASCOPE_NO_EXTENSIONS", "").lower() not in ("", "0", "false", "no"):
         assert not rt.COMPILED
         assert rt.report_function_entry is rt.PURE_PYTHON["report_function_entry"]
         assert type(_tasks.make_task_factory(None)).__module__ != "ascope._speedups"
@@ -149,8 +150,7 @@ def test_point_reports_record_what_the_python_code_records() -> None:
     assert compiled == pure
 
 
-def test_every_replaced_function_is_in_the_compiled_api() -> None:
-    assert set(rt.PURE_PYTHON) <= set(_context.SPEEDUPS_API)
+def test_every_replaced_function_is_the_compiled_one() -> None:
     if rt.COMPILED:
         for name, pure in rt.PURE_PYTHON.items():
             assert getattr(rt, name) is getattr(speedups, name)
@@ -263,3 +263,122 @@ def test_the_compiled_task_factory_records_what_the_python_one_records(
     kinds = [event[0] for event in pure]
     assert kinds.count("task_spawn") == 7 and kinds.count("task_exit") == 7
     assert compiled == pure
+
+
+BAD_FRAMES = r"""
+import asyncio, sys
+import ascope
+from ascope import _context, _tasks, runtime
+ascope.configure(sinks=["memory:"])
+ascope.enable()
+reports = dict(runtime.PURE_PYTHON)
+if sys.argv[1] == "compiled":
+    from ascope import _speedups
+    reports = {name: getattr(_speedups, name) for name in reports}
+    _tasks._speedups = _speedups
+else:
+    _tasks._speedups = None
+
+async def child():
+    return 1
+
+async def main():
+    asyncio.get_running_loop().set_task_factory(None)
+    ascope.install_task_factory()
+    for bad in [("x",), (), "not a frame", None]:
+        _context.current.set(bad)
+        before = ascope.stats().internal_errors
+        assert reports["report_function_entry"]("m", "f", (1,)) is None
+        reports["report_function_exit"](1, 2)
+        reports["report_line_execution"](None, 1, {"a": 1})
+        reports["report_expression_value"](None, "x", 1, 2)
+        reports["report_variable_snapshot"](None, {"a": 1}, 3)
+        reports["report_ast_branch_execution"](None, "if", "x", True, 4, "m:f:4:if")
+        reports["report_ast_loop_iteration"](None, "for", 1, 2, 5, "m:f:5:for")
+        assert await asyncio.create_task(child()) == 1
+        assert ascope.stats().internal_errors > before, bad
+    print("ok")
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("implementation", [
+    "python", pytest.param("compiled", marks=needs_compiled)])
+def test_a_context_that_holds_no_frame_is_counted_not_raised_or_crashed(
+        implementation: str, tmp_path: Any) -> None:
+    # In a process of its own: a compiled read past a tuple's end would crash, not fail.
+    script = tmp_path / "bad_frames.py"
+    script.write_text(BAD_FRAMES)
+    done = subprocess.run([sys.executable, str(script), implementation],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
+BROKEN_BUILD = r"""
+import importlib.abc, importlib.util, sys
+
+class Broken(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name == "ascope._speedups":
+            return importlib.util.spec_from_loader(name, self)
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        raise AttributeError("module 'ascope._tasks' has no attribute '_coroutine_name'")
+
+sys.meta_path.insert(0, Broken())
+import ascope
+from ascope import _tasks, runtime
+assert runtime.COMPILED is False
+assert runtime.report_function_entry is runtime.PURE_PYTHON["report_function_entry"]
+assert type(_tasks.make_task_factory(None)).__module__ != "ascope._speedups"
+print("ok")
+"""
+
+
+def test_a_compiled_module_that_fails_to_load_leaves_pure_python(tmp_path: Any) -> None:
+    script = tmp_path / "broken_build.py"
+    script.write_text(BROKEN_BUILD)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "ASCOPE_NO_EXTENSIONS": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+    assert "does not load" in done.stderr and "pip install -e ." in done.stderr
+
+
+@needs_compiled
+def test_a_module_built_from_another_source_is_not_used(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(_context, "_speedups_checked", None)
+    monkeypatch.setattr(_context, "_warned", False)
+    monkeypatch.setattr(speedups, "SOURCE_HASH", "0" * 64)
+    assert _context.load_speedups() is None
+    assert "built from another version" in caplog.text
+    monkeypatch.undo()
+    monkeypatch.setattr(_context, "_speedups_checked", None)
+    assert _context.load_speedups() is speedups  # the real hash matches its source
+
+
+
+class SlowRepr:
+    def __repr__(self) -> str:
+        time.sleep(0.2)
+        return "slow"
+
+
+@pytest.mark.parametrize("implementation", [
+    "python", pytest.param("compiled", marks=needs_compiled)])
+def test_a_point_event_is_stamped_before_its_values_are_captured(implementation: str) -> None:
+    reports = (rt.PURE_PYTHON if implementation == "python"
+               else {name: getattr(speedups, name) for name in rt.PURE_PYTHON})
+
+    async def main() -> list[ascope.Event]:
+        with capture() as captured:
+            called_at = time.perf_counter_ns()
+            reports["report_expression_value"](None, "x", SlowRepr(), 1)
+        assert captured.events[0].data["value"]["$repr"] == "slow"
+        return [event for event in captured.events if event.ts_ns - called_at > 100_000_000]
+
+    assert asyncio.run(main()) == []  # stamped when called, not 200 ms later
