@@ -285,7 +285,14 @@ def capture_mapping(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Snapshot a mapping of names to values (variables, bindings, headers)."""
     if values is None:
         return None
-    captured = capture(dict(values)) if not isinstance(values, dict) else capture(values)
+    if isinstance(values, dict):
+        captured = capture(values)
+    else:
+        try:
+            as_dict = dict(values)
+        except Exception:  # not a mapping (nor pairs): kept as what it is, bounded
+            return {"$value": capture(values)}
+        captured = capture(as_dict)
     return captured if isinstance(captured, dict) else {"$value": captured}
 
 

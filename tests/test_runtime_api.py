@@ -667,3 +667,17 @@ def test_state_change_diff_is_computed_by_the_writer_not_the_caller() -> None:
     (change,) = [e for e in captured.events if e.kind == "state_change"]
     assert change.data["diff"] == {"added": {"new": 3}, "removed": {"gone": 0},
                                    "changed": {"n": [1, 2]}}
+
+
+@pytest.mark.parametrize("variables", ["not a mapping", 42, [1, 2, 3], object()])
+def test_variables_that_are_not_a_mapping_are_recorded_as_they_are(variables: Any) -> None:
+    # A clear, bounded record, not an internal error and no event.
+    before = ascope.stats().internal_errors
+    with capture() as captured:
+        rt.report_variable_snapshot(None, variables, 3)
+    (event,) = captured.events
+    assert set(event.data["variables"]) == {"$value"}
+    assert ascope.stats().internal_errors == before
+    with capture() as captured:
+        rt.report_variable_snapshot(None, [("x", 1)], 4)  # pairs still make a mapping
+    assert captured.events[0].data["variables"] == {"x": 1}
