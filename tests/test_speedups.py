@@ -240,26 +240,44 @@ async def _tasks_workload() -> None:
     await asyncio.get_running_loop().create_task(ok(), context=contextvars.copy_context())
 
 
-def _record_tasks(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+def _delegate(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+    """A task factory of the application's, which ascope's chains onto."""
+    return asyncio.Task(coro, loop=loop, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _record_tasks(compiled: bool, loop_kind: str, delegate: Any,
+                  monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     monkeypatch.setattr(_tasks, "_speedups", speedups if compiled else None)
 
     async def main() -> list[ascope.Event]:
-        asyncio.get_running_loop().set_task_factory(None)
+        asyncio.get_running_loop().set_task_factory(delegate)
         with capture() as captured:
             ascope.install_task_factory()
-            assert (type(asyncio.get_running_loop().get_task_factory()).__module__
-                    == ("ascope._speedups" if compiled else "builtins"))
+            factory = asyncio.get_running_loop().get_task_factory()
+            inner = getattr(factory, "_factory", factory)  # under an eager look-alike
+            assert (type(inner).__module__ == "ascope._speedups") is compiled
+            assert factory.ascope_delegate is delegate  # type: ignore[union-attr]
             await _tasks_workload()
         return list(captured.events)
 
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return _shape(runner.run(main()))
     return _shape(asyncio.run(main()))
 
 
 @needs_compiled
+@pytest.mark.parametrize("delegate", [
+    None, _delegate,
+    pytest.param(getattr(asyncio, "eager_task_factory", None), marks=pytest.mark.skipif(
+        not hasattr(asyncio, "eager_task_factory"), reason="eager tasks: 3.12+"))],
+    ids=["default", "delegate", "eager"])
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 def test_the_compiled_task_factory_records_what_the_python_one_records(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    pure = _record_tasks(False, monkeypatch)
-    compiled = _record_tasks(True, monkeypatch)
+        loop_kind: str, delegate: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    pure = _record_tasks(False, loop_kind, delegate, monkeypatch)
+    compiled = _record_tasks(True, loop_kind, delegate, monkeypatch)
     kinds = [event[0] for event in pure]
     assert kinds.count("task_spawn") == 7 and kinds.count("task_exit") == 7
     assert compiled == pure
