@@ -58,16 +58,47 @@ def _new_ids() -> int:
     return next(_c.ids)
 
 
-def _root_frame(parent: _c.Frame, trace_id: str, now: int) -> _c.Frame:
-    """A request/connection frame: no parent id (it is the root), the caller's task."""
+_MAX_ID = (1 << 63) - 1
+
+
+def _root_frame(parent: _c.Frame, trace_id: str, now: int,
+                parent_id: int | str | None = None) -> _c.Frame:
+    """A request/connection frame, the caller's task's: the root of what it does, whose
+    parent id is the caller's span from ``traceparent`` (None without one)."""
     ring = parent[_c.RING]
     if ring is None:
         # A task ascope's factory did not create (or the loop's first event): attach the
         # loop now (ring, drainer, task factory) so the rest of the request is fast.
         parent = _pipeline.attach_current_loop()
         ring = parent[_c.RING]
-    return (_new_ids(), None, parent, parent[_c.TASK], trace_id, True, parent[_c.SCOPE], now,
-            ring)
+    return (_new_ids(), parent_id, parent, parent[_c.TASK], trace_id, True, parent[_c.SCOPE],
+            now, ring)
+
+
+def _incoming_frame(selection: _HeaderSelection, scope: Scope, parent: _c.Frame,
+                    trace_id: str | None, now: int) -> tuple[_c.Frame, Any]:
+    """The root frame of a request or connection, and its selected headers.
+
+    With a valid ``traceparent`` it joins that trace as a child of the caller's span (an
+    ascope service's client operation has its correlation id as span id, so one store
+    holding both shows the request under the call that made it); without one, a new
+    trace. The parent id is the span id as an int when it fits a signed 64-bit integer
+    (ascope's ids all do), else its 16 hex digits. ``trace_id``: the one sampling decided
+    on, when it did.
+    """
+    selected = None
+    caller: int | str | None = None
+    headers = scope.get("headers")
+    if headers:
+        selected, traceparent = selection.read(headers)
+        if traceparent is not None:
+            parsed = _traceparent.parse(traceparent)
+            if parsed is not None:
+                trace_id = trace_id or parsed.trace_id
+                caller = int(parsed.parent_id, 16)
+                if caller > _MAX_ID:  # not one of ascope's ids: kept in its W3C form
+                    caller = parsed.parent_id
+    return _root_frame(parent, trace_id or _traceparent.new_trace_id(), now, caller), selected
 
 
 def _child_frame(parent: _c.Frame, parent_id: Any, now: int) -> _c.Frame:

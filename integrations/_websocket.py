@@ -14,7 +14,6 @@ import orjson
 
 from ascope import _context as _c
 
-from . import _traceparent
 from ._asgi_base import (
     Message,
     Receive,
@@ -23,11 +22,11 @@ from ._asgi_base import (
     _capture,
     _emit,
     _error_payload,
+    _incoming_frame,
     _internal_error,
     _new_ids,
     _now,
     _query_params,
-    _root_frame,
     _snapshot,
 )
 
@@ -68,15 +67,8 @@ class _Channel:
         self.sent = 0
         self.route: str | None = None
         self.endpoint: str | None = None
-        selected = None
-        headers = scope.get("headers")
-        if headers:
-            selected, traceparent = middleware.headers.read(headers)
-            if traceparent is not None and trace_id is None:
-                parsed = _traceparent.parse(traceparent)
-                if parsed is not None:
-                    trace_id = parsed.trace_id
-        self.frame = _root_frame(parent, trace_id or _traceparent.new_trace_id(), now)
+        self.frame, selected = _incoming_frame(middleware.headers, scope, parent, trace_id,
+                                               now)
         self.socket_info = (selected, scope.get("client"),
                             _snapshot(list(scope.get("subprotocols") or ())))
 

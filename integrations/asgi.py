@@ -29,7 +29,6 @@ from typing import Any
 from ascope import _context as _c
 from ascope import _pipeline
 
-from . import _traceparent
 from ._asgi_base import (
     _STATE,
     DEFAULT_HEADERS,
@@ -45,11 +44,11 @@ from ._asgi_base import (
     _emit,
     _error_payload,
     _HeaderSelection,
+    _incoming_frame,
     _internal_error,
     _now,
     _path_params,
     _query_params,
-    _root_frame,
     _route_of,
     _sampled,
     _unsampled,
@@ -97,15 +96,8 @@ class _Request:
         self.size = 0
         self.route: str | None = None
         self.endpoint: str | None = None
-        selected = None
-        headers = scope.get("headers")
-        if headers:
-            selected, traceparent = middleware.headers.read(headers)
-            if traceparent is not None and trace_id is None:
-                parsed = _traceparent.parse(traceparent)
-                if parsed is not None:
-                    trace_id = parsed.trace_id
-        self.frame = _root_frame(parent, trace_id or _traceparent.new_trace_id(), now)
+        self.frame, selected = _incoming_frame(middleware.headers, scope, parent, trace_id,
+                                               now)
         query = scope.get("query_string")
         # Captured now (the scope may change as it travels down); emitted in emit_start.
         self.start_payload = (scope.get("method"), _capture(scope.get("path")),

@@ -17,8 +17,9 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_demo_captures_each_request_as_a_tree(tmp_path: Path) -> None:
     """`ascope demo` serves the demo app, drives it, and stores one trace per request:
-    request -> endpoint -> instrumented calls -> their queries, tasks under /report,
-    and the websocket session as a channel with one operation per message."""
+    the driver's httpx call -> request -> endpoint -> instrumented calls -> their queries,
+    tasks under /report, and the websocket session as a channel with one operation per
+    message."""
     done = run_cli("demo", "--db", "demo.db", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "GET /users/1 -> 200" in done.stdout
@@ -43,7 +44,7 @@ def test_demo_captures_each_request_as_a_tree(tmp_path: Path) -> None:
         for query in queries:
             assert ancestors(query.correlation_id) == [
                 "query_start", "function_entry", "task_spawn", "endpoint_entry",
-                "http_request_start"]
+                "http_request_start", "http_client_start"]
         # The store's own writes are never captured: exactly the app's 7 queries.
         assert store.count("query_start") == 7
         channel = store.events(kind="channel_join_start")

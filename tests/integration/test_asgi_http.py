@@ -134,13 +134,17 @@ def request_tree(events: list[ascope.Event], path: str) -> tuple[ascope.Event, l
 
 def test_request_endpoint_and_nested_calls_form_one_tree(server: Any) -> None:
     """A request is one tree: request start (root) > endpoint > instrumented call and the
-    task the handler spawned; the completion carries status, type, size and duration."""
+    task the handler spawned; the completion carries status, type, size and duration. Its
+    parent is the caller's span: here the test's own httpx call (the middleware switched
+    the httpx integration on), whose traceparent names it."""
     with ascope.testing.capture() as captured:
         response = httpx.get(server.url("/items/42"))
         server.settle()
     assert response.json() == {"id": 42, "child": 7}
     start, tree = request_tree(captured.events, "/items/42")
-    assert start.parent_id is None
+    client = one(captured.events, "http_client_start")
+    assert start.parent_id == client.correlation_id
+    assert start.trace_id == client.trace_id
     assert start.data["method"] == "GET"
     assert start.data["route"] == "/items/{item_id}"
     assert start.data["client"][0] == "127.0.0.1"
@@ -195,8 +199,28 @@ def test_traceparent_joins_the_callers_trace(server: Any) -> None:
         server.settle()
     start, tree = request_tree(captured.events, "/items/5")
     assert start.trace_id == TRACE_ID
+    assert int(PARENT_SPAN, 16) >= 2**63
+    assert start.parent_id == PARENT_SPAN  # the caller's span, past int64: in W3C form
     assert start.data["headers"]["traceparent"] == header
     assert {e.trace_id for e in tree} == {TRACE_ID}
+    with ascope.testing.capture() as captured:
+        httpx.get(server.url("/items/4"), headers={"traceparent": f"00-{TRACE_ID}-{'1' * 16}-01"})
+        server.settle()
+    start = one(captured.events, "http_request_start", path="/items/4")
+    assert start.parent_id == int("1" * 16, 16)  # a span id that fits stays a number
+
+
+def test_a_request_without_traceparent_is_a_root(server: Any) -> None:
+    """No traceparent (urllib: no integration adds one): a new trace, no parent."""
+    import urllib.request
+
+    with ascope.testing.capture() as captured:
+        with urllib.request.urlopen(server.url("/items/8"), timeout=10) as response:
+            assert response.status == 200
+        server.settle()
+    start = one(captured.events, "http_request_start", path="/items/8")
+    assert start.parent_id is None and len(start.trace_id) == 32
+    assert "traceparent" not in (start.data["headers"] or {})
 
 
 def test_malformed_traceparent_starts_a_new_trace(server: Any) -> None:
