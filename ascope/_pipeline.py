@@ -416,15 +416,28 @@ class Writer:
             logger.exception("ascope: sink %r failed and is disabled; its events are counted "
                              "in ascope.stats().sink_errors", slot.sink)
 
-    def set_sinks(self, sinks: list[Any]) -> None:
-        """Replace the sinks (on the writer thread, after the batches queued before)."""
+    def set_sinks(self, sinks: list[Any], timeout: float = 10.0) -> None:
+        """Replace the sinks (on the writer thread, after the batches queued before), and
+        wait until that is done, at most ``timeout`` (a writer stuck on a slow sink).
+
+        Waiting matters: the writer's idle sweep takes the thread ring's events as they
+        come, not in queue order, so without it an event emitted just after this call
+        could still reach the sinks it replaced, or none.
+        """
+        swapped = threading.Event()
+
         def swap() -> None:
-            old, self.sinks = self.sinks, [_SinkSlot(sink) for sink in sinks]
-            for slot in old:
-                if all(slot.sink is not new for new in sinks):
-                    _close_quietly(slot.sink)
+            try:
+                old, self.sinks = self.sinks, [_SinkSlot(sink) for sink in sinks]
+                for slot in old:
+                    if all(slot.sink is not new for new in sinks):
+                        _close_quietly(slot.sink)
+            finally:
+                swapped.set()
 
         self.call(swap)
+        if self.running() and threading.current_thread() is not self.thread:
+            swapped.wait(timeout)
 
     def stop(self, timeout: float) -> None:
         thread = self.thread

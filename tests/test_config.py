@@ -266,3 +266,15 @@ def test_bad_environment_is_a_clear_error_at_import() -> None:
     assert completed.returncode != 0
     assert "ConfigurationError" in completed.stderr
     assert "ASCOPE_RING_SIZE" in completed.stderr
+
+
+def test_configure_returns_once_the_writer_has_the_new_sinks() -> None:
+    # An event emitted after configure() returns must reach the new sinks: the writer's
+    # idle sweep of the thread ring does not wait for its queue, so the swap must be done
+    # by then (it was queued only, and a sweep in between delivered to the old sinks).
+    for _ in range(20):
+        sink = MemorySink()
+        ascope.configure(sinks=[sink])
+        assert [slot.sink for slot in _pipeline.WRITER.sinks] == [sink]
+    ascope.configure(sinks=[])
+    assert _pipeline.WRITER.sinks == []
