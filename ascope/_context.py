@@ -103,7 +103,7 @@ def load_speedups() -> Any:
     both with a warning, once.
     """
     global _speedups_checked
-    if os.environ.get("ASCOPE_NO_EXTENSIONS", "").lower() not in ("", "0", "false", "no"):
+    if extensions_disabled():
         return None
     try:
         from . import _speedups
@@ -119,6 +119,12 @@ def load_speedups() -> Any:
             _warn_once("ascope: the compiled module was built from another version of "
                        "_speedups.pyx; running pure Python. Rebuild it: pip install -e .")
     return _speedups if _speedups_checked else None
+
+
+def extensions_disabled() -> bool:
+    """``ASCOPE_NO_EXTENSIONS`` is set to anything but empty, ``0``, ``false`` or ``no``
+    (setup.py reads it the same way, without importing ascope)."""
+    return os.environ.get("ASCOPE_NO_EXTENSIONS", "").lower() not in ("", "0", "false", "no")
 
 
 _speedups_checked: bool | None = None

@@ -270,4 +270,3 @@ def uninstall_task_factory(loop: asyncio.AbstractEventLoop | None = None) -> Non
     current = loop.get_task_factory()
     if is_ascope_factory(current):
         loop.set_task_factory(current.ascope_delegate)  # type: ignore[union-attr]
-
