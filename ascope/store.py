@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ._events import Event, Node, data_of
-from .sinks._sqlite import ID_BUCKET_BITS, ID_KEYS, connect
+from .sinks._sqlite import ID_BUCKET_BITS, ID_KEYS, connect, fingerprint
 
 
 class Store:
@@ -63,7 +63,13 @@ class Store:
         params: list[Any] = []
         for name, value in wanted.items():
             bucket = _BUCKETS.get(name)
-            if bucket is not None and type(value) is int:
+            if name == "trace_id":
+                # Fingerprints (see ascope/sinks/_sqlite.py); key rows in older stores.
+                clauses.append("(id IN (SELECT segment_id FROM segment_traces WHERE "
+                               "instr(fingerprints, ?) > 0) OR id IN (SELECT segment_id "
+                               "FROM segment_keys WHERE key_type = 'trace_id' AND key = ?))")
+                params += [fingerprint(value) if type(value) is str else b"", value]
+            elif bucket is not None and type(value) is int:
                 # Exact rows too: ids given by hand, and stores written before buckets.
                 clauses.append("id IN (SELECT segment_id FROM segment_keys WHERE "
                                "(key_type = ? AND key = ?) OR (key_type = ? AND key = ?))")
@@ -109,10 +115,16 @@ class Store:
 
     def traces(self) -> list[str]:
         """Trace ids, in the order they first appear."""
-        rows = self._connection.execute(
-            "SELECT key FROM segment_keys WHERE key_type = 'trace_id' GROUP BY key "
-            "ORDER BY min(segment_id), key")
-        return [trace for (trace,) in rows]
+        found: list[tuple[int, int, Any, str]] = [
+            (segment, 0, position, trace)
+            for segment, traces in self._connection.execute(
+                "SELECT segment_id, traces FROM segment_traces")
+            for position, trace in enumerate(orjson.loads(traces))]
+        # Stores written before segment_traces: a key row per trace and segment.
+        found += [(segment, 1, trace, trace) for segment, trace in self._connection.execute(
+            "SELECT segment_id, key FROM segment_keys WHERE key_type = 'trace_id'")]
+        found.sort()
+        return list(dict.fromkeys(trace for *_, trace in found))
 
 
 # The bucket key type indexing each id filter (ascope/sinks/_sqlite.py).

@@ -209,9 +209,62 @@ def test_id_lookups_are_exact_across_many_segments_and_buckets(tmp_path: Path) -
     assert rows < 100
 
 
+def test_trace_lookups_are_exact_with_fingerprints_that_collide(tmp_path: Path) -> None:
+    """Trace ids are found through per-segment CRC32 fingerprints, not index rows: a look-up
+    returns exactly the trace's events, for a trace spanning segments and for two trace
+    ids with the same fingerprint in different segments; ``traces()`` lists every id once,
+    in the order they first appear; the key index holds no row per trace."""
+    import hashlib
+
+    from ascope.sinks import _sqlite
+
+    memory = MemorySink()
+    ascope.configure(sinks=[memory])
+    ascope.enable()
+    cid = rt.report_function_entry("app", "f", (1,))
+    rt.report_function_exit(cid, 1)
+    assert _pipeline.flush_blocking()
+    ascope.disable()
+    template = memory.events[0]
+    # Two distinct trace ids whose CRC32 is the same.
+    seen: dict[bytes, str] = {}
+    for i in range(1, 200_000):
+        trace = hashlib.md5(str(i).encode()).hexdigest()
+        mark = _sqlite.fingerprint(trace)
+        if mark in seen:
+            twin_a, twin_b = seen[mark], trace
+            break
+        seen[mark] = trace
+    assert twin_a != twin_b and _sqlite.fingerprint(twin_a) == _sqlite.fingerprint(twin_b)
+    long_lived = "0af7651916cd43dd8448eb211c80319c"
+    segments: list[list[Any]] = []
+    order: list[str] = []
+    for k in range(20):
+        traces = [f"{k:04x}{n:028x}" for n in range(150)] + [long_lived]
+        traces.append(twin_a if k == 3 else twin_b if k == 15 else traces[0])
+        segments.append([template._replace(trace_id=trace, ts_ns=k * 1000 + n,
+                                           correlation_id=k * 1000 + n)
+                         for n, trace in enumerate(traces)])
+        order += [trace for trace in dict.fromkeys(traces) if trace not in order]
+    path = tmp_path / "events.db"
+    sink = SqliteSink(path)
+    for events in segments:
+        sink.write(events)
+    sink.close()
+    written = [event for events in segments for event in events]
+    with open_store(path) as store:
+        for trace in [long_lived, twin_a, twin_b, "0000" + "0" * 28, "0013" + "0" * 28]:
+            assert store.events(trace_id=trace) == [e for e in written if e.trace_id == trace]
+        assert store.events(trace_id="not-stored") == []
+        assert store.traces() == order
+        assert store._connection.execute(
+            "SELECT count(*) FROM segment_keys WHERE key_type = 'trace_id'").fetchone() == (0,)
+
+
 def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
-    """A store written before buckets and field lists (one key row per id, each event's
-    data an object) answers the same look-ups with the same events."""
+    """A store written before buckets, field lists and trace fingerprints (one key row per
+    id and trace, each event's data an object) answers the same look-ups with the same
+    events."""
     from ascope.sinks import _sqlite
 
     path = tmp_path / "events.db"
@@ -222,20 +275,25 @@ def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
     rt.report_function_exit(cid, 1)
     assert _pipeline.flush_blocking()
     ascope.disable()
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    events = [event._replace(trace_id=trace) for event in memory.events]
     connection = _sqlite.connect(str(path))
-    body, _keys, first, last = _sqlite.encode_segment(_sqlite.rows_of(memory.events))
+    body, _keys, _traces, first, last = _sqlite.encode_segment(_sqlite.rows_of(events))
     assert '"module":"app"' in body  # data stored as objects, as before field lists
-    node = memory.events[0].node
+    node = events[0].node
     segment = connection.execute(_sqlite.INSERT_SEGMENT, (node[0], node[1], node[2], first,
-                                                          last, len(memory.events), body))
+                                                          last, len(events), body))
     connection.executemany(
         "INSERT OR IGNORE INTO segment_keys VALUES (?, ?, ?, ?)",
-        [(name, getattr(event, name), segment.lastrowid, 1) for event in memory.events
-         for name in ("correlation_id", "task_id") if getattr(event, name) is not None])
+        [(name, getattr(event, name), segment.lastrowid, 1) for event in events
+         for name in ("correlation_id", "task_id", "trace_id")
+         if getattr(event, name) is not None])
     connection.close()
     with open_store(path) as store:
-        assert store.events(correlation_id=cid) == memory.events
-        assert store.events(task_id=memory.events[0].task_id) == memory.events
+        assert store.events(correlation_id=cid) == events
+        assert store.events(task_id=events[0].task_id) == events
+        assert store.events(trace_id=trace) == events
+        assert store.traces() == [trace]
 
 
 def test_the_events_view_names_each_events_fields(tmp_path: Path) -> None:

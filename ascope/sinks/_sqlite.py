@@ -5,15 +5,24 @@ of events (``[kind, ts_ns, wall_ns, correlation_id, parent_id, task_id, trace_id
 in emission order; ``data`` is the list of the kind's field values in the order of
 ``ascope._events.SCHEMA``, whose names the ``fields`` table holds, or an object for kinds
 outside it and for stores written before lists), plus ``segment_keys`` rows naming what
-the batch holds, with how many events carry each: its kinds and trace ids one row each,
-and its correlation, parent and task ids by *bucket* (``id_bucket`` for correlation and
-parent ids, ``task_bucket`` for task ids: the id shifted right by ``ID_BUCKET_BITS``).
-ascope's ids come from counters, so the ids of one batch are nearly consecutive and fall
-in a few buckets: a request costs the index one row (its trace) instead of five.
-``segment_keys`` is a covering primary key, so "which segments may hold correlation X" is
-one index lookup; the read side decodes those segments and filters. Ids given by hand that
-are not ints are indexed exactly (``correlation_id``, ``parent_id``, ``task_id`` rows), as
-every id was by stores written before buckets, which read the same.
+the batch holds, with how many events carry each: its kinds one row each, and its
+correlation, parent and task ids by *bucket* (``id_bucket`` for correlation and parent
+ids, ``task_bucket`` for task ids: the id shifted right by ``ID_BUCKET_BITS``). ascope's
+ids come from counters, so the ids of one batch are nearly consecutive and fall in a few
+buckets. ``segment_keys`` is a covering primary key, so "which segments may hold
+correlation X" is one index lookup; the read side decodes those segments and filters. Ids
+given by hand that are not ints are indexed exactly (``correlation_id``, ``parent_id``,
+``task_id`` rows), as every id was by stores written before buckets, which read the same.
+
+Trace ids are not in that index: they are random, so each would be an index row at a
+random place in the B-tree, a page written to the WAL per request, and the store slowed
+as it grew (4.5 us per event with 50k traces stored, most of the writer's time). Each
+segment has a ``segment_traces`` row instead: the ``CRC32`` of each of its trace ids, 4
+bytes each (``fingerprints``), and the ids themselves in the order they first appear
+(``traces``, a JSON array). "Which segments may hold trace X" scans the fingerprints with
+``instr`` (about a kilobyte per segment, in C; a 4-byte match found by chance costs one
+segment decoded for nothing), as column stores find a trace by per-block filters.
+Stores written before this kept trace ids as ``segment_keys`` rows; they read the same.
 
 Why not a row per event: with four indexes SQLite spent 3-6 us per row on the reference
 machine (over half of it holding the GIL the program needs), capping the store near
@@ -36,6 +45,7 @@ from collections import Counter
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
+from zlib import crc32
 
 import orjson
 
@@ -80,6 +90,11 @@ CREATE TABLE IF NOT EXISTS segment_keys (
     n INTEGER NOT NULL,
     PRIMARY KEY (key_type, key, segment_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS segment_traces (
+    segment_id INTEGER PRIMARY KEY,
+    fingerprints BLOB NOT NULL,
+    traces TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS fields (
     kind TEXT NOT NULL,
     position INTEGER NOT NULL,
@@ -89,7 +104,8 @@ CREATE TABLE IF NOT EXISTS fields (
 """ + EVENTS_VIEW.replace("CREATE VIEW", "CREATE VIEW IF NOT EXISTS", 1) + ";\n"
 
 # The keys a segment is indexed by exactly, and their position in a row.
-KEYS = (("trace_id", 6), ("kind", 0))
+KEYS = (("kind", 0),)
+TRACE = 6  # a row's trace id (indexed by fingerprints: see above)
 # Ids indexed by bucket when they are ints (exactly, under their own name, otherwise):
 # (name, bucket key type, position in a row).
 ID_KEYS = (("correlation_id", "id_bucket", 3), ("parent_id", "id_bucket", 4),
@@ -105,6 +121,7 @@ INSERT_SEGMENT = ("INSERT INTO segments (host, pid, process_started_ns, first_ts
 INSERT_KEYS = ("INSERT INTO segment_keys (key_type, key, segment_id, n) "
                "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?, "
                "json_extract(value, '$[2]') FROM json_each(?)")
+INSERT_TRACES = "INSERT INTO segment_traces (segment_id, fingerprints, traces) VALUES (?, ?, ?)"
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -152,8 +169,12 @@ def prepare_for_writing(connection: sqlite3.Connection) -> None:
     connection.execute("COMMIT")
 
 
-def encode_segment(rows: Sequence[Row]) -> tuple[str, list[tuple[str, Any, int]], int, int]:
-    """The body of one segment, its (key_type, key, count) rows, first and last ts_ns."""
+Encoded = tuple[str, list[tuple[str, Any, int]], list[str], int, int]
+
+
+def encode_segment(rows: Sequence[Row]) -> Encoded:
+    """The body of one segment, its (key_type, key, count) rows, its trace ids (in the order
+    they first appear), first and last ts_ns."""
     try:
         return _encode(rows)
     except orjson.JSONEncodeError:  # a string that is not valid UTF-8: store it escaped
@@ -162,7 +183,7 @@ def encode_segment(rows: Sequence[Row]) -> tuple[str, list[tuple[str, Any, int]]
                         for kind, ts, wall, cid, pid, task, trace, data in rows])
 
 
-def _encode(rows: Sequence[Row]) -> tuple[str, list[tuple[str, Any, int]], int, int]:
+def _encode(rows: Sequence[Row]) -> Encoded:
     # The rows are the stored events already: one orjson call; counting with Counter over
     # itemgetter keeps the per-event work in C.
     body = orjson.dumps(rows).decode()
@@ -176,8 +197,20 @@ def _encode(rows: Sequence[Row]) -> tuple[str, list[tuple[str, Any, int]], int, 
             elif key is not None:
                 keys.append((name, key, count))
     keys += [(bucket, key, count) for (bucket, key), count in buckets.items()]
+    traces = dict.fromkeys(map(itemgetter(TRACE), rows))
+    traces.pop(None, None)
     times = list(map(itemgetter(1), rows))
-    return body, keys, min(times), max(times)
+    return body, keys, list(traces), min(times), max(times)
+
+
+def fingerprint(trace_id: str) -> bytes:
+    """The 4 bytes a segment's ``fingerprints`` hold for one trace id."""
+    return crc32(trace_id.encode("utf-8", "surrogatepass")).to_bytes(4, "little")
+
+
+def fingerprints(traces: Sequence[str]) -> bytes:
+    return b"".join([crc32(trace.encode("utf-8", "surrogatepass")).to_bytes(4, "little")
+                     for trace in traces])
 
 
 def rows_of(events: Sequence[Event]) -> list[Row]:
@@ -222,11 +255,14 @@ class SqliteSink:
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for node, count, body, keys, first_ts, last_ts in encoded:
+            for node, count, body, keys, traces, first_ts, last_ts in encoded:
                 segment = connection.execute(
                     INSERT_SEGMENT,
                     (node[0], node[1], node[2], first_ts, last_ts, count, body)).lastrowid
                 connection.execute(INSERT_KEYS, (segment, orjson.dumps(keys).decode()))
+                if traces:
+                    connection.execute(INSERT_TRACES, (segment, fingerprints(traces),
+                                                       orjson.dumps(traces).decode()))
         except BaseException:
             connection.execute("ROLLBACK")
             raise
