@@ -154,9 +154,9 @@ def new_trace_id() -> str:
     """A W3C trace-context trace id: 32 lowercase hex digits, never all zero.
 
     The first 12 digits are the time in milliseconds (as in a UUIDv7 or an X-Ray trace
-    id), the other 20 random: ids made close in time sort close together, so the store's
-    trace index grows at its end instead of rewriting a random page per request. 80
-    random bits per millisecond keep them unique; ``random.getrandbits`` because they
+    id), the other 20 random: ids made close in time sort close together (the store finds
+    traces by fingerprint, so it no longer depends on that, but a listing sorted by id
+    is in time order). 80 random bits per millisecond keep them unique; ``random.getrandbits`` because they
     need to be unique, not secret, and it is several times cheaper than ``os.urandom``
     (the random module reseeds after a fork).
     """

@@ -213,6 +213,11 @@ def build_rows(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int) -> list[Ro
     return rows
 
 
+#: The Python ``build_rows``; ascope.runtime puts the compiled one (ascope._speedups, the
+#: same code) in its place where it is built.
+PURE_BUILD_ROWS = build_rows
+
+
 def data_of(kind: str, data: Any) -> Mapping[str, Any]:
     """A row's data as the mapping events carry: field values named by SCHEMA."""
     if type(data) is list:

@@ -18,7 +18,7 @@ import asyncio
 from collections import deque
 
 from ascope import _context as _c
-from ascope import _pipeline, _report, _tasks, _values
+from ascope import _events, _pipeline, _report, _tasks, _values
 
 cdef object _current = _c.current
 cdef object _STATE = _c.STATE
@@ -37,6 +37,7 @@ cdef object _deque_append = deque.append  # called unbound: no bound method per 
 
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void *op)
+    long long PyLong_AsLongLongAndOverflow(object value, int *overflow) except? -1
 
 cdef extern from *:
     const char *ASCOPE_SOURCE_HASH  # defined by setup.py: the sha256 of this file
@@ -386,3 +387,105 @@ cpdef task_done(tuple frame, task):
                            frame[6], outcome, now - <long long>frame[7], error, name))
     except Exception:
         _STATE.internal_errors += 1
+
+
+# -- the writer ------------------------------------------------------------------------------
+
+cdef object _schema_get = _events.SCHEMA.get
+cdef object _normalize = _values.normalize
+cdef object _id_text = _events.id_text
+cdef object _guarded_repr = _values.guarded_repr
+cdef object _python_build_rows = _events.PURE_BUILD_ROWS
+
+
+cdef inline bint _is_int64(object value) except -1:
+    # type(value) is int and -2**63 <= value <= 2**63 - 1
+    cdef int overflow = 0
+    PyLong_AsLongLongAndOverflow(value, &overflow)
+    return overflow == 0
+
+
+cdef object _flat(object value, object kind):
+    # _values._normalize_flat: a short container of plain scalars copied without a walk;
+    # None when it needs one.
+    cdef Py_ssize_t max_string = _SETTINGS.max_string
+    if len(value) > _SETTINGS.max_length + 1:
+        return None
+    if kind is dict:
+        for key in <dict>value:
+            if type(key) is not str:
+                return None
+        items = (<dict>value).values()
+    else:
+        items = value
+    for item in items:
+        item_kind = type(item)
+        if item_kind is str:
+            if len(<str>item) > max_string:
+                return None
+        elif item_kind is int:
+            if not _is_int64(item):
+                return None
+        elif item_kind is float:
+            if item - item != 0.0:
+                return None
+        elif item_kind is not bool and item is not None:
+            return None
+    return dict(value) if kind is dict else list(value)
+
+
+def build_rows(batch, wall_offset_ns):
+    """See ascope._events.build_rows (the writer's hottest code, line for line)."""
+    cdef Py_ssize_t max_string = _SETTINGS.max_string
+    cdef list rows = []
+    cdef list data
+    cdef tuple raw
+    cdef Py_ssize_t n
+    for item in batch:
+        if type(item) is not tuple:  # not a hot-path tuple: the Python code says what it is
+            rows.extend(_python_build_rows([item], wall_offset_ns))
+            continue
+        raw = <tuple>item
+        try:
+            n = len(raw)
+            if n == 8:
+                kind, ts_ns, correlation_id, parent_id, task_id, trace_id, _scope, payload = raw
+            else:  # a hot event, its payload inlined (see _pipeline.emit_event)
+                kind, ts_ns, correlation_id, parent_id, task_id, trace_id, _scope = raw[:7]
+                payload = raw[7:]
+            fields = _schema_get(kind)
+            if fields is None or type(payload) is dict:  # report_event: a mapping
+                data_object = (_normalize(payload) if isinstance(payload, dict)
+                               else {"value": _normalize(payload)})
+            else:
+                data = []
+                for value in payload:
+                    kind_of = type(value)
+                    if ((kind_of is str and len(<str>value) <= max_string) or value is None
+                            or kind_of is bool or (kind_of is int and _is_int64(value))):
+                        data.append(value)
+                    elif kind_of is dict or kind_of is tuple or kind_of is list:
+                        # _values.normalize's first step for containers, inlined
+                        flat = _flat(value, kind_of)
+                        data.append(flat if flat is not None else _normalize(value))
+                    else:
+                        data.append(_normalize(value))
+                if len(data) > len(fields):
+                    del data[len(fields):]  # values past the kind's fields have no name
+                data_object = data
+            if correlation_id is not None and not (type(correlation_id) is int
+                                                   and _is_int64(correlation_id)):
+                correlation_id = _id_text(correlation_id)  # an id given by hand
+            if parent_id is not None and not (type(parent_id) is int
+                                              and _is_int64(parent_id)):
+                parent_id = _id_text(parent_id)
+            if trace_id is not None and not (type(trace_id) is str
+                                             and len(<str>trace_id) <= 64):
+                trace_id = _guarded_repr(trace_id, 64)
+            rows.append((kind, ts_ns, ts_ns + wall_offset_ns, correlation_id, parent_id,
+                         task_id, trace_id, data_object))
+        except Exception as error:
+            _STATE.internal_errors += 1
+            rows.append(("ascope_error", 0, wall_offset_ns, None, None, None, None,
+                         {"error": type(error).__qualname__, "while": "building"}))
+    return rows

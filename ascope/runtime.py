@@ -579,6 +579,8 @@ _speedups = _c.load_speedups()
 #: Whether the compiled hot path is in use (False: not built, or ASCOPE_NO_EXTENSIONS set).
 COMPILED = _speedups is not None
 if _speedups is not None:
+    # The writer's row building (ascope._events keeps the Python one as PURE_BUILD_ROWS).
+    _events.build_rows = _speedups.build_rows
     for _name, _pure in PURE_PYTHON.items():
         _compiled = getattr(_speedups, _name)
         _compiled.__doc__ = _pure.__doc__

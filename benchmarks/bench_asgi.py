@@ -136,18 +136,27 @@ def wait_ready(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
-def run_wrk(port: int, duration: float, connections: int) -> float:
+def run_wrk(port: int, duration: float, connections: int) -> tuple[float, int]:
+    """(requests per second, requests completed) of one wrk run against the server."""
     out = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s",
          f"http://127.0.0.1:{port}/items/42"],
         capture_output=True, text=True, timeout=duration + 30, check=True).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
+    done = re.search(r"(\d+) requests in", out)
+    if match is None or done is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"{errors.group(1)} failed responses:\n{out}")
-    return float(match.group(1))
+    return float(match.group(1)), int(done.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -191,14 +200,17 @@ def main() -> None:
             wait_ready(port)
         results: dict[str, list[float]] = {variant: [] for variant in variants}
         ratios: dict[str, list[float]] = {variant: [] for variant in variants}
+        cpu_us: dict[str, list[float]] = {variant: [] for variant in variants}
         for round_index in range(args.rounds):
             shift = round_index % len(variants)
             order = variants[shift:] + variants[:shift]
             this_round: dict[str, float] = {}
             for variant in order:
-                port = servers[variant][1]
+                process, port = servers[variant]
                 run_wrk(port, 1, args.connections)  # warm-up (JIT-free, but caches/pools)
-                this_round[variant] = run_wrk(port, args.duration, args.connections)
+                before = cpu_seconds(process.pid)
+                this_round[variant], requests = run_wrk(port, args.duration, args.connections)
+                cpu_us[variant].append((cpu_seconds(process.pid) - before) / requests * 1e6)
             for variant in variants:
                 results[variant].append(this_round[variant])
                 ratios[variant].append(this_round[variant] / this_round[baseline])
@@ -221,11 +233,21 @@ def main() -> None:
         http = "h11"
     print(f"\nuvicorn (uvloop, {http}) pinned to CPU 0; wrk -t1 -c{args.connections} "
           f"-d{args.duration:g}s pinned to CPU 1; {args.rounds} rounds, rotated")
-    print(f"{'variant':<14} {'median req/s':>14} {'median ratio':>14}  ratios")
+    print(f"{'variant':<16} {'median req/s':>12} {'median ratio':>12}  ratios")
     for variant in variants:
-        print(f"{variant:<14} {statistics.median(results[variant]):>14,.0f} "
-              f"{statistics.median(ratios[variant]):>13.3f}x  "
+        print(f"{variant:<16} {statistics.median(results[variant]):>12,.0f} "
+              f"{statistics.median(ratios[variant]):>11.3f}x  "
               + " ".join(f"{r:.3f}" for r in ratios[variant]))
+    # The server's CPU time per request (its process, all threads, from /proc): steadier
+    # than req/s on a shared machine, where time taken from the server by other tenants
+    # lowers req/s without changing what a request costs. The ratio is the baseline's
+    # CPU per request over the variant's: the req/s ratio a CPU of its own would give.
+    base_cpu = statistics.median(cpu_us[baseline])
+    print(f"\n{'variant':<16} {'CPU us/request':>14} {'ratio':>8}  per round")
+    for variant in variants:
+        median_cpu = statistics.median(cpu_us[variant])
+        print(f"{variant:<16} {median_cpu:>14.1f} {base_cpu / median_cpu:>7.3f}x  "
+              + " ".join(f"{c:.1f}" for c in cpu_us[variant]))
     _report_store(store)
     print(f"total time {time.monotonic() - started:.0f} s")
     shutil.rmtree(workdir, ignore_errors=True)

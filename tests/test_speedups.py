@@ -17,7 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_values import values as values_strategy
 
 import ascope
 from ascope import _context, _tasks
@@ -402,3 +406,58 @@ def test_a_point_event_is_stamped_before_its_values_are_captured(implementation:
         return [event for event in captured.events if event.ts_ns - called_at > 100_000_000]
 
     assert asyncio.run(main()) == []  # stamped when called, not 200 ms later
+
+
+# -- the writer's row building ---------------------------------------------------------------
+
+_BIG = 2**70
+_ROWS_BATCH: list[Any] = [
+    ("function_entry", 1, 2, None, 3, None, None, "m", "f", (1, "a" * 5000, _BIG), None, None),
+    ("function_exit", 2, 2, None, 3, None, None, {"x": 1}, 5, "return", None, None),
+    ("http_request_start", 3, 4, None, 3, "t" * 32, None,
+     ("GET", "/items/1", {"q": ["a", "b"]}, ("127.0.0.1", 5000), {"host": "h"}, "/items/{id}")),
+    ("endpoint_entry", 4, 5, 4, 3, "t" * 32, None, ("app.item", None, {"id": 1}, None)),
+    ("endpoint_exit", 5, 5, 4, 3, "t" * 32, None, ("app.item", None, 200, "return", 9, "x")),
+    ("http_request_complete", 6, 4, None, 3, "t" * 32, None,
+     (200, "application/json", float("nan"), -_BIG, "complete")),
+    ("custom_kind", 7, None, None, None, None, None, {"k": (1, 2), 3: "non-str key"}),
+    ("custom_kind", 8, None, None, None, None, None, Hostile()),
+    ("state_change", 9, "by-hand", _BIG, None, "x" * 100, None, ("t", [1, [2, [3]]], _cycle(),
+                                                                None)),
+    ("line_execution", 10, 1, None, None, None, None, 5),  # payload not a sequence
+    ("error", 11, 1, None, None, 12345, None, ("E", "m", None, "asgi")),  # trace id not str
+    ("short",),  # not an event at all
+    ["function_entry", 12, 2, None, 3, None, None, ("m", "f", (), None, None)],  # a list
+    ("expression_value", 13, 1, None, None, None, None, ("x", {(1, 2): 3}, 1, None, None)),
+    ("variable_snapshot", 14, 1, None, None, None, None,
+     ({"a": 1.5, "b": True, "c": None, "d": "s" * 3000}, 3, None, None)),
+]
+
+
+@needs_compiled
+def test_compiled_build_rows_is_the_writers_and_builds_what_the_python_one_builds() -> None:
+    from ascope import _events
+
+    assert _events.build_rows is speedups.build_rows
+    before = ascope.stats().internal_errors
+    pure = _events.PURE_BUILD_ROWS(_ROWS_BATCH, 1_000)
+    pure_errors = ascope.stats().internal_errors - before
+    compiled = speedups.build_rows(_ROWS_BATCH, 1_000)
+    assert ascope.stats().internal_errors - before == 2 * pure_errors > 0
+    assert orjson.dumps(compiled) == orjson.dumps(pure)
+    assert [type(row[7]) for row in compiled] == [type(row[7]) for row in pure]
+    assert len(pure) == len(_ROWS_BATCH)
+
+
+@needs_compiled
+@settings(max_examples=200, deadline=None)
+@given(st.lists(values_strategy, max_size=6), st.one_of(st.none(), st.integers(),
+                                                          st.text(max_size=70)))
+def test_compiled_build_rows_agrees_on_any_payload(payload: list[Any], any_id: Any) -> None:
+    from ascope import _events
+
+    batch = [("http_request_start", 1, any_id, any_id, 2, None, None, tuple(payload)),
+             ("function_entry", 2, 3, any_id, 2, None, None, *payload),
+             ("custom_kind", 3, 4, None, 2, None, None, payload)]
+    assert (orjson.dumps(speedups.build_rows(batch, 0))
+            == orjson.dumps(_events.PURE_BUILD_ROWS(batch, 0)))
