@@ -156,9 +156,9 @@ def new_trace_id() -> str:
     The first 12 digits are the time in milliseconds (as in a UUIDv7 or an X-Ray trace
     id), the other 20 random: ids made close in time sort close together (the store finds
     traces by fingerprint, so it no longer depends on that, but a listing sorted by id
-    is in time order). 80 random bits per millisecond keep them unique; ``random.getrandbits`` because they
-    need to be unique, not secret, and it is several times cheaper than ``os.urandom``
-    (the random module reseeds after a fork).
+    is in time order). 80 random bits per millisecond keep them unique;
+    ``random.getrandbits`` because they need to be unique, not secret, and it is several
+    times cheaper than ``os.urandom`` (the random module reseeds after a fork).
     """
     # One 128-bit int formatted once (two formatted fields cost a fifth more).
     return f"{(time.time_ns() // 1_000_000) << 80 | _random_bits(80):032x}"
