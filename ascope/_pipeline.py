@@ -62,7 +62,7 @@ SETTINGS = PipelineSettings()
 _rings: dict[Any, Ring] = {}
 _thread_ring = Ring(None, SETTINGS.ring_size, SETTINGS.overflow, SETTINGS.high_water,
                     "threads")
-_retired = [0, 0, 0]  # drained, dropped, sink_errors of rings whose loops have closed
+_retired = [0, 0, 0, 0]  # drained, dropped, sink_errors, unrouted of rings of closed loops
 _registry_lock = threading.Lock()
 
 # Seconds the end of a loop waits for the writer to write what that loop emitted.
@@ -367,8 +367,13 @@ class Writer:
             return
         captures = self.captures
         global_on = _c.STATE.global_sinks
-        if not captures and not (global_on and self.sinks):
-            return  # nobody to give them to: nothing is built for nothing
+        to_sinks = global_on and bool(self.sinks)
+        if not captures and not to_sinks:
+            # Nobody to give them to (capture on with no sinks configured, or only
+            # testing.capture() blocks that have closed since): nothing is built for
+            # nothing, and they are counted.
+            ring.unrouted += sum(1 for raw in batch if raw[6] is not DISCARD_SCOPE)
+            return
         rows = _events.build_rows(batch, _events.wall_offset_ns())
         to_global: list[_events.Row] = []
         to_capture: dict[int, list[_events.Row]] = {}
@@ -376,16 +381,22 @@ class Writer:
             to_global = [row for raw, row in zip(batch, rows, strict=True)
                          if raw[6] is not DISCARD_SCOPE]
         else:
+            unrouted = 0
             for raw, row in zip(batch, rows, strict=True):
                 scope = raw[6]
                 if scope is DISCARD_SCOPE:
                     continue
+                routed = to_sinks
                 if global_on:
                     to_global.append(row)
                 targets: Iterable[int] = captures if scope is None else scope
                 for capture_id in targets:
                     if capture_id in captures:
                         to_capture.setdefault(capture_id, []).append(row)
+                        routed = True
+                if not routed:
+                    unrouted += 1
+            ring.unrouted += unrouted
         node = _events.NODE
         if to_global:
             events: list[_events.Event] | None = None  # named once, for the sinks needing it
@@ -485,9 +496,9 @@ def _after_fork_in_child() -> None:
     for ring in [*_rings.values(), _thread_ring]:
         ring.lock = threading.Lock()
         ring.buffer.clear()
-        ring.drained = ring.dropped = ring.sink_errors = 0
+        ring.drained = ring.dropped = ring.sink_errors = ring.unrouted = 0
         ring.wake_pending = False
-    _retired[:] = [0, 0, 0]
+    _retired[:] = [0, 0, 0, 0]
     _stalled[0] = -1
     for slot in WRITER.sinks:
         after_fork = getattr(slot.sink, "after_fork", None)
@@ -507,6 +518,7 @@ def retire(loop: Any) -> None:
             _retired[0] += ring.drained
             _retired[1] += ring.dropped
             _retired[2] += ring.sink_errors
+            _retired[3] += ring.unrouted
 
 
 def hand_off_current() -> None:
@@ -604,6 +616,10 @@ class Stats:
     sink_errors: int
     internal_errors: int
     rings: tuple[RingStats, ...]
+    # Drained events that no sink or open capture was there to take (capture switched on
+    # with no sinks configured; a testing.capture() block closed before its events
+    # reached the writer). Part of ``drained``.
+    unrouted: int = 0
 
 
 def stats() -> Stats:
@@ -616,5 +632,6 @@ def stats() -> Stats:
     dropped = retired[1] + sum(r.dropped for r in rings)
     pending = sum(r.pending for r in rings)
     sink_errors = retired[2] + sum(r.sink_errors for r in rings)
+    unrouted = retired[3] + sum(r.unrouted for r in rings)
     return Stats(drained + dropped + pending, drained, dropped, pending, sink_errors,
-                 _c.STATE.internal_errors, rings)
+                 _c.STATE.internal_errors, rings, unrouted)

@@ -39,6 +39,7 @@ class RingStats:
     dropped: int
     pending: int
     sink_errors: int
+    unrouted: int = 0  # drained events no sink or open capture was there to take
 
 
 def _high_water(capacity: int, fraction: float) -> int:
@@ -62,6 +63,7 @@ class Ring:
         "sentinel",
         "sink_errors",
         "thread_id",
+        "unrouted",
         "wake_pending",
     )
 
@@ -77,6 +79,7 @@ class Ring:
         self.dropped = 0
         self.drained = 0
         self.sink_errors = 0
+        self.unrouted = 0
         self.drainer: Any = None  # the loop timer that drains this ring, once started
         self.sentinel: Any = None  # the task whose cancellation at loop shutdown flushes
         self.wake_pending = False  # a drain_soon is scheduled on the loop
@@ -137,4 +140,4 @@ class Ring:
         with self.lock:
             pending = len(self.buffer)
             return RingStats(self.label, self.drained + self.dropped + pending, self.drained,
-                             self.dropped, pending, self.sink_errors)
+                             self.dropped, pending, self.sink_errors, self.unrouted)

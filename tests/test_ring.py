@@ -109,11 +109,42 @@ def test_counters_are_exact_for_any_ring_size_and_burst(
 def test_stats_is_frozen_and_has_the_counters() -> None:
     """stats() returns a frozen dataclass with total and per-ring counters."""
     stats = ascope.stats()
-    for name in ("written", "drained", "dropped", "pending", "sink_errors"):
+    for name in ("written", "drained", "dropped", "pending", "sink_errors", "unrouted"):
         assert isinstance(getattr(stats, name), int)
     assert all(isinstance(ring, ascope.RingStats) for ring in stats.rings)
     with pytest.raises(AttributeError):
         stats.written = 0  # type: ignore[misc]
+
+
+def test_events_with_nowhere_to_go_are_counted_as_unrouted(tmp_path: Any) -> None:
+    """Capture switched on with no sinks configured: the events are drained, not stored,
+    and counted in ``unrouted`` (total and per ring); with a sink they are not."""
+    from ascope import runtime as rt
+    from ascope.sinks import MemorySink
+
+    async def emit(n: int) -> None:
+        for i in range(n):
+            rt.report_line_execution(None, i)
+        await ascope.flush()
+
+    ascope.configure(sinks=[])
+    ascope.enable()
+    try:
+        before = ascope.stats()
+        asyncio.run(emit(25))
+        assert _pipeline.flush_blocking()
+        after = ascope.stats()
+        assert after.unrouted - before.unrouted == 25
+        assert after.drained - before.drained == 25
+        memory = MemorySink()
+        ascope.configure(sinks=[memory])
+        asyncio.run(emit(10))
+        assert _pipeline.flush_blocking()
+        assert ascope.stats().unrouted == after.unrouted
+        assert len(memory.events) == 10
+    finally:
+        ascope.disable()
+        ascope.configure(sinks=[])
 
 
 def test_stats_per_loop_and_total() -> None:
