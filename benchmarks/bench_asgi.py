@@ -1,6 +1,9 @@
 """Requests per second of a small Starlette JSON endpoint: no middleware, ascope, OpenTelemetry.
 
-    .venv/bin/python benchmarks/bench_asgi.py [--rounds 5] [--duration 3]
+    .venv/bin/python benchmarks/bench_asgi.py [--rounds 5] [--duration 3] [--no-query]
+
+The endpoint (``GET /items/{id}``) runs one ``SELECT`` on an in-memory sqlite3 database
+and returns the row as JSON (``--no-query``: a fixed JSON object, no SQL).
 
 Three uvicorn servers (uvloop; httptools when installed) run side by side, each pinned to
 CPU 0 with ``taskset -c 0``; ``wrk -t1 -c32`` pinned to CPU 1 loads one of them at a time,
@@ -8,16 +11,21 @@ on 127.0.0.1 only, rotating the order every round. Each round's figure is divide
 no-middleware server's figure of the same round, and the median over rounds is printed.
 
 - ``baseline``: the application alone;
-- ``ascope``: ``AscopeMiddleware`` capturing the request and endpoint events into the
-  default SQLite store in a temporary directory (the writer thread shares CPU 0);
+- ``ascope``: ``AscopeMiddleware`` capturing the request, endpoint and query events (6
+  per request; 4 with ``--no-query``) into the default SQLite store in a temporary
+  directory (the writer thread shares CPU 0);
 - ``otel``: OpenTelemetry's ``OpenTelemetryMiddleware`` with a ``BatchSpanProcessor`` and
-  an exporter that drops the spans.
+  an exporter that drops the spans (the request's spans only: OpenTelemetry's sqlite3
+  instrumentation is not installed).
 
 Diagnostic variants (``--variants``): ``ascope-off``, ``ascope-discard`` (batches thrown
 away before the writer: the loop's side alone), ``ascope-nosink``, ``ascope-memory``,
 ``ascope-notasks``, ``ascope-sampled`` (``--sample-rate``, default 0.1: one request in
 ten recorded into SQLite) and ``ascope-unsampled`` (``sample_rate=0``: what a request left
 out costs).
+
+Besides req/s, each server's CPU time per request (from ``/proc``) is printed: steadier
+than req/s when other tenants of a shared machine take CPU from the server.
 
 The whole run is bounded: rounds x variants x (duration + 1 s warm-up) plus start-up.
 """
@@ -30,6 +38,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -46,14 +55,22 @@ EXTRA_VARIANTS = ("ascope-off", "ascope-nosink", "ascope-memory", "ascope-notask
 # -- the servers (run in child processes) -----------------------------------------------------
 
 
-def build_app(variant: str, store: str | None, sample_rate: float = 0.1) -> Any:
+def build_app(variant: str, store: str | None, sample_rate: float = 0.1,
+              query: bool = True) -> Any:
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    database: list[sqlite3.Connection] = []
+
     async def item(request: Any) -> JSONResponse:
-        return JSONResponse({"id": request.path_params["item_id"], "name": "widget",
-                             "tags": ["a", "b"], "price": 9.5})
+        item_id = request.path_params["item_id"]
+        if not query:
+            return JSONResponse({"id": item_id, "name": "widget", "tags": ["a", "b"],
+                                 "price": 9.5})
+        name, price = database[0].execute(
+            "SELECT name, price FROM items WHERE id = ?", (item_id,)).fetchone()
+        return JSONResponse({"id": item_id, "name": name, "tags": ["a", "b"], "price": price})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
@@ -61,7 +78,15 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1) -> Any:
             import ascope
 
             ascope.uninstall_task_factory()
+        # Opened here, after the middleware stack is built: in the ascope variants the
+        # middleware has switched the sqlite3 integration on, so its queries are recorded.
+        connection = sqlite3.connect(":memory:", check_same_thread=False)
+        connection.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
+        connection.executemany("INSERT INTO items VALUES (?, ?, ?)",
+                               [(i, f"widget {i}", 9.5) for i in range(100)])
+        database.append(connection)
         yield
+        connection.close()
 
     app = Starlette(routes=[Route("/items/{item_id:int}", item)], lifespan=lifespan)
     if variant.startswith("ascope"):
@@ -106,7 +131,8 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1) -> Any:
     return app
 
 
-def serve(variant: str, port: int, store: str | None, sample_rate: float) -> None:
+def serve(variant: str, port: int, store: str | None, sample_rate: float,
+          query: bool = True) -> None:
     import uvicorn
 
     http = "httptools"
@@ -114,8 +140,8 @@ def serve(variant: str, port: int, store: str | None, sample_rate: float) -> Non
         import httptools  # noqa: F401
     except ImportError:
         http = "h11"
-    uvicorn.run(build_app(variant, store, sample_rate), host="127.0.0.1", port=port, loop="uvloop",
-                http=http, log_level="error", access_log=False, lifespan="on")
+    uvicorn.run(build_app(variant, store, sample_rate, query), host="127.0.0.1", port=port,
+                loop="uvloop", http=http, log_level="error", access_log=False, lifespan="on")
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -169,12 +195,15 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated; the first is the baseline of the ratios. "
                              f"Also: {', '.join(EXTRA_VARIANTS)}")
+    parser.add_argument("--no-query", action="store_true",
+                        help="the endpoint runs no SQL (by default each request runs one "
+                             "SELECT on an in-memory sqlite3 database, recorded by ascope)")
     parser.add_argument("--serve", choices=VARIANTS + EXTRA_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.store, args.sample_rate)
+        serve(args.serve, args.port, args.store, args.sample_rate, not args.no_query)
         return
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
@@ -194,7 +223,7 @@ def main() -> None:
             port = free_port()
             command = ["taskset", "-c", "0", sys.executable, os.path.abspath(__file__),
                        "--serve", variant, "--port", str(port), "--store", store,
-                       "--sample-rate", str(args.sample_rate)]
+                       "--sample-rate", str(args.sample_rate)] + ["--no-query"] * args.no_query
             servers[variant] = (subprocess.Popen(command), port)
         for _process, port in servers.values():
             wait_ready(port)

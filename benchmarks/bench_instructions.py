@@ -175,7 +175,7 @@ def _asgi(variant: str, setup: str = "") -> str:
 
 WORKLOADS["asgi"] = {
     "no middleware": _asgi("baseline"),
-    "ascope, 4 events into SQLite": _asgi("ascope"),
+    "ascope, 6 events into SQLite (request, endpoint, query)": _asgi("ascope"),
     "ascope, writer's work removed (the loop's side)": _asgi("ascope-discard"),
     "ascope, sample_rate=0 (a request left out)": _asgi("ascope-unsampled"),
     "ascope installed, capture off": _asgi("ascope-off"),
