@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ascope import runtime
-from ascope._context import STATE
+from ascope._context import STATE, current
 from ascope._report import _start, _text
 from ascope._values import SETTINGS, capture, capture_args
 
@@ -25,8 +25,10 @@ _open_outer: set[int] = set()
 
 
 def driver_may_report() -> bool:
-    """Whether a driver should report the query it is about to run."""
-    if not STATE.on:
+    """Whether a driver should report the query it is about to run: not when capture is
+    off, for this task (a request left out by ``sample_rate``, ``disabled()``) or at all,
+    nor under an outer layer's open query."""
+    if not (STATE.on and current.get()[5]):
         return False
     return not (_open_outer and runtime.current_correlation_id() in _open_outer)
 
@@ -39,7 +41,8 @@ def start(statement: Any, params: Any, database: Any, metadata: Any) -> int | No
     and a short tuple or dict of parameters goes through the argument capture, which
     keeps a tuple of scalars as it is and redacts a dict by key.
     """
-    if not STATE.on:
+    # Capture off here (a request left out by sample_rate): nothing is captured for nothing.
+    if not (STATE.on and current.get()[5]):
         return None
     try:
         return _start("query_start", (_text(statement), _parameters(params), _text(database),

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from ascope._context import STATE
+from ascope._context import STATE, current
 
 from ._queries import close_outer, complete, open_outer, start
 
@@ -77,8 +77,8 @@ def _parameters(context: Any, parameters: Any, executemany: bool) -> Any:
 
 def _before_cursor_execute(connection: Any, cursor: Any, statement: Any, parameters: Any,
                            context: Any, executemany: bool) -> None:
-    if not STATE.on or context is None:
-        return
+    if not STATE.on or context is None or not current.get()[5]:
+        return  # off, or off for this task (a request left out by sample_rate)
     try:
         database, metadata = _describe(connection, executemany)
         cid = start(statement, _parameters(context, parameters, executemany), database,

@@ -306,3 +306,26 @@ def httpx_get(url: str) -> Any:
     import httpx
 
     return httpx.get(url, timeout=10).json()
+
+
+@pytest.mark.asyncio
+async def test_a_statement_where_capture_is_off_for_the_task_is_not_described(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``disabled()`` (as in a request left out by ``sample_rate``) SQLAlchemy's
+    statement runs without ascope describing its connection or capturing parameters."""
+    from ascope.integrations import sqlalchemy as integration
+
+    described: list[Any] = []
+    real = integration._describe
+    monkeypatch.setattr(integration, "_describe",
+                        lambda *args: described.append(args) or real(*args))
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    async with capture() as captured:
+        with ascope.disabled(), engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT 2")).scalar() == 2
+    engine.dispose()
+    assert len(described) == 1
+    assert [e.data["statement"] for e in captured.events
+            if e.kind == "query_start"] == ["SELECT 2"]

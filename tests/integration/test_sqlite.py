@@ -240,3 +240,25 @@ async def test_ascopes_own_store_is_not_recorded(tmp_path: Path) -> None:
     mine.close()
     assert type(connection) is sqlite3.Connection
     assert [e.data["statement"] for e in starts(captured.events)] == ["SELECT 1"]
+
+
+@pytest.mark.asyncio
+async def test_a_statement_where_capture_is_off_for_the_task_captures_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``disabled()`` (and in a request left out by ``sample_rate``, which runs the
+    same way) a statement is run as it is: no event, and no time spent capturing its
+    text and parameters for nothing."""
+    from ascope.integrations import _queries
+
+    captured_parameters: list[Any] = []
+    real = _queries._parameters
+    monkeypatch.setattr(_queries, "_parameters",
+                        lambda params: captured_parameters.append(params) or real(params))
+    connection = sqlite3.connect(str(tmp_path / "app.db"))
+    async with capture() as captured:
+        with ascope.disabled():
+            assert connection.execute("SELECT ?", (1,)).fetchone() == (1,)
+        assert connection.execute("SELECT ?", (2,)).fetchone() == (2,)
+    assert captured_parameters == [(2,)]
+    assert [e.data["params"] for e in starts(captured.events)] == [[2]]
+    connection.close()
