@@ -77,24 +77,26 @@ def _run(cursor: Any, call: str, run: Any, sql: Any, params: Any) -> Any:
 class _CursorMixin:
     """Records the statements a sqlite3 cursor runs (mixed in before the C cursor type)."""
 
+    # Not reporting (capture off, for the task or at all), the statement goes straight to
+    # sqlite3: no partial, no capture.
     def execute(self, sql: Any, parameters: Any = (), /) -> Any:
-        run = functools.partial(super().execute, sql, parameters)  # type: ignore[misc]
         if not _reporting(self):
-            return run()
+            return super().execute(sql, parameters)  # type: ignore[misc]
+        run = functools.partial(super().execute, sql, parameters)  # type: ignore[misc]
         return _run(self, "execute", run, sql, parameters)
 
     def executemany(self, sql: Any, seq_of_parameters: Any, /) -> Any:
-        run = functools.partial(super().executemany, sql, seq_of_parameters)  # type: ignore[misc]
         if not _reporting(self):
-            return run()
+            return super().executemany(sql, seq_of_parameters)  # type: ignore[misc]
+        run = functools.partial(super().executemany, sql, seq_of_parameters)  # type: ignore[misc]
         # Only a list is captured: a generator of parameters must reach sqlite3 unconsumed.
         params = seq_of_parameters if isinstance(seq_of_parameters, (list, tuple)) else None
         return _run(self, "executemany", run, sql, params)
 
     def executescript(self, sql_script: Any, /) -> Any:
-        run = functools.partial(super().executescript, sql_script)  # type: ignore[misc]
         if not _reporting(self):
-            return run()
+            return super().executescript(sql_script)  # type: ignore[misc]
+        run = functools.partial(super().executescript, sql_script)  # type: ignore[misc]
         return _run(self, "executescript", run, sql_script, None)
 
 
