@@ -151,7 +151,9 @@ async def send(message): pass
 async def main():
     loop = asyncio.get_running_loop()
     started = loop.create_future()
-    async def lifespan_receive(): return {"type": "lifespan.startup"}
+    startup = [{"type": "lifespan.startup"}]
+    async def lifespan_receive():  # startup, then nothing until cancelled: no shutdown
+        return startup.pop() if startup else await loop.create_future()
     async def lifespan_send(message):
         if not started.done(): started.set_result(None)
     lifespan = asyncio.ensure_future(
