@@ -209,6 +209,18 @@ def test_id_lookups_are_exact_across_many_segments_and_buckets(tmp_path: Path) -
     assert rows < 100
 
 
+def _one_call() -> list[ascope.Event]:
+    """The events of one recorded call (entry and exit), from a memory sink."""
+    memory = MemorySink()
+    ascope.configure(sinks=[memory])
+    ascope.enable()
+    cid = rt.report_function_entry("app", "f", (1,))
+    rt.report_function_exit(cid, 1)
+    assert _pipeline.flush_blocking()
+    ascope.disable()
+    return memory.events
+
+
 def test_trace_lookups_are_exact_with_fingerprints_that_collide(tmp_path: Path) -> None:
     """Trace ids are found through per-segment CRC32 fingerprints, not index rows: a look-up
     returns exactly the trace's events, for a trace spanning segments and for two trace
@@ -218,14 +230,7 @@ def test_trace_lookups_are_exact_with_fingerprints_that_collide(tmp_path: Path) 
 
     from ascope.sinks import _sqlite
 
-    memory = MemorySink()
-    ascope.configure(sinks=[memory])
-    ascope.enable()
-    cid = rt.report_function_entry("app", "f", (1,))
-    rt.report_function_exit(cid, 1)
-    assert _pipeline.flush_blocking()
-    ascope.disable()
-    template = memory.events[0]
+    template = _one_call()[0]
     # Two distinct trace ids whose CRC32 is the same.
     seen: dict[bytes, str] = {}
     for i in range(1, 200_000):
@@ -268,15 +273,10 @@ def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
     from ascope.sinks import _sqlite
 
     path = tmp_path / "events.db"
-    memory = MemorySink()
-    ascope.configure(sinks=[memory])
-    ascope.enable()
-    cid = rt.report_function_entry("app", "f", (1,))
-    rt.report_function_exit(cid, 1)
-    assert _pipeline.flush_blocking()
-    ascope.disable()
+    recorded = _one_call()
+    cid = recorded[0].correlation_id
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
-    events = [event._replace(trace_id=trace) for event in memory.events]
+    events = [event._replace(trace_id=trace) for event in recorded]
     connection = _sqlite.connect(str(path))
     body, _keys, _traces, first, last = _sqlite.encode_segment(_sqlite.rows_of(events))
     assert '"module":"app"' in body  # data stored as objects, as before field lists
