@@ -389,6 +389,82 @@ cpdef task_done(tuple frame, task):
         _STATE.internal_errors += 1
 
 
+# -- queries (integrations/_queries.py: every database integration's start and end) ---------
+
+def query_start(statement, params, database, metadata):
+    """See ascope.integrations._queries.start (the same code)."""
+    cdef tuple parent
+    cdef long long now
+    if not _STATE.on:
+        return None
+    try:
+        parent = <tuple?>get_value(_current, _ROOT)
+        if not parent[5]:
+            return None
+        # _queries._parameters
+        kind = type(params)
+        if params is None:
+            captured = None
+        elif (kind is tuple or kind is dict) and len(params) <= _SETTINGS.max_length:
+            captured = _args(params) if kind is tuple else _capture_args(params)
+        else:
+            captured = _capture(params)
+        payload = (statement if type(statement) is str and len(<str>statement) <= 512
+                   else _text(statement), captured,
+                   database if type(database) is str and len(<str>database) <= 512
+                   else _text(database), metadata)
+        # _report._start
+        cid = PyIter_Next(_ids)
+        now = _now()
+        frame = (cid, parent[0], parent, parent[3], parent[4], True, parent[6], now,
+                 parent[8])
+        PyContextVar_Set(_current, frame)
+        _emit("query_start", now, frame, payload)
+        return cid
+    except Exception:
+        _STATE.internal_errors += 1
+        return None
+
+
+def query_complete(correlation_id, statement, rows=None, error=None):
+    """See ascope.integrations._queries.complete (the same code; an error takes the Python
+    path)."""
+    cdef tuple frame
+    cdef long long now
+    if correlation_id is None:
+        return
+    if error is not None:
+        _python_query_complete(correlation_id, statement, rows, error)
+        return
+    try:
+        # runtime.report_query_complete -> _report._finish -> _pop
+        frame = <tuple?>get_value(_current, _ROOT)
+        if frame[0] == correlation_id:
+            PyContextVar_Set(_current, frame[2] or _ROOT)
+        else:
+            frame = <tuple?>_pop(correlation_id)
+        if not _STATE.on:
+            return
+        now = _now()
+        start = frame[7]
+        _emit("query_complete", now, frame,
+              (statement if type(statement) is str and len(<str>statement) <= 512
+               else _text(statement),
+               rows if rows is None or type(rows) is int else _capture(rows),
+               now - start if start else None, None))
+    except Exception:
+        _internal_error()
+
+
+cdef object _python_query_complete = None
+
+
+def use_python_query_complete(function):
+    """Set by integrations/_queries.py: its ``complete``, for the error path."""
+    global _python_query_complete
+    _python_query_complete = function
+
+
 # -- the writer ------------------------------------------------------------------------------
 
 cdef object _schema_get = _events.SCHEMA.get

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ascope import runtime
-from ascope._context import STATE, current
+from ascope._context import STATE, current, load_speedups
 from ascope._report import _start, _text
 from ascope._values import SETTINGS, capture, capture_args
 
@@ -28,7 +28,13 @@ def driver_may_report() -> bool:
     """Whether a driver should report the query it is about to run: not when capture is
     off, for this task (a request left out by ``sample_rate``, ``disabled()``) or at all,
     nor under an outer layer's open query."""
-    if not (STATE.on and current.get()[5]):
+    if not STATE.on:
+        return False
+    try:
+        if not current.get()[5]:
+            return False
+    except Exception:  # not a frame (counted): the statement runs unrecorded
+        STATE.internal_errors += 1
         return False
     return not (_open_outer and runtime.current_correlation_id() in _open_outer)
 
@@ -41,10 +47,13 @@ def start(statement: Any, params: Any, database: Any, metadata: Any) -> int | No
     and a short tuple or dict of parameters goes through the argument capture, which
     keeps a tuple of scalars as it is and redacts a dict by key.
     """
-    # Capture off here (a request left out by sample_rate): nothing is captured for nothing.
-    if not (STATE.on and current.get()[5]):
+    if not STATE.on:
         return None
     try:
+        # Capture off here (a request left out by sample_rate): nothing is captured for
+        # nothing.
+        if not current.get()[5]:
+            return None
         return _start("query_start", (_text(statement), _parameters(params), _text(database),
                                       metadata))
     except Exception:
@@ -93,3 +102,14 @@ def rows_from_status(status: Any) -> int | None:
         return None
     tail = status.rpartition(" ")[2]
     return int(tail) if tail.isdigit() else None
+
+
+#: The Python ``start`` and ``complete``; ascope._speedups has the same code compiled and
+#: takes their place where it is built (tests/test_speedups.py compares the two).
+PURE_START = start
+PURE_COMPLETE = complete
+
+_speedups = load_speedups()
+if _speedups is not None:
+    _speedups.use_python_query_complete(complete)
+    globals().update(start=_speedups.query_start, complete=_speedups.query_complete)

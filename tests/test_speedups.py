@@ -461,3 +461,78 @@ def test_compiled_build_rows_agrees_on_any_payload(payload: list[Any], any_id: A
              ("custom_kind", 3, 4, None, 2, None, None, payload)]
     assert (orjson.dumps(speedups.build_rows(batch, 0))
             == orjson.dumps(_events.PURE_BUILD_ROWS(batch, 0)))
+
+
+# -- the database integrations' query start and end --------------------------------------------
+
+_QUERIES: list[tuple[Any, Any, Any, Any]] = [  # statement, params, database, rows
+    ("SELECT 1", None, "app.db", 1),
+    ("SELECT ?", (1, 2.5, True, None, "short"), None, 0),
+    ("SELECT ?", tuple(range(40)), "app.db", None),  # past max_length: the snapshot
+    ("UPDATE t SET x = :x", {"x": 1, "password": "p"}, "app.db", 2**70),
+    ("INSERT", [(1,), (2,)], "app.db", True),  # executemany's rows
+    ("x" * 600, ("y" * 600,), "z" * 600, 3),  # past the text and string bounds
+    (Hostile(), (Hostile(),), Hostile(), Hostile()),
+    (len, {"k": _cycle()}, 42, [1, 2]),
+]
+
+
+def _record_queries(start: Callable[..., Any], complete: Callable[..., Any]
+                    ) -> list[tuple[Any, ...]]:
+    metadata = {"system": "sqlite", "driver": "sqlite3", "call": "execute"}
+
+    async def main() -> list[ascope.Event]:
+        with capture() as captured:
+            outer = rt.report_function_entry("app", "handler", ())
+            for statement, params, database, rows in _QUERIES:
+                cid = start(statement, params, database, metadata)
+                complete(cid, statement, rows)
+                failed = start(statement, params, database, metadata)
+                complete(failed, statement, None, ValueError("boom"))
+            # Values are captured when the call is made, not when the writer gets them.
+            mutable_params, mutable_rows = [1, 2], [3, 4]
+            cid = start("SELECT ?", mutable_params, None, metadata)
+            complete(cid, "SELECT ?", mutable_rows)
+            mutable_params.append("later")
+            mutable_rows.append("later")
+            detached = start("SELECT 2", None, None, metadata)
+            complete(12345, "SELECT 2", 1)  # not open here: a detached end
+            complete(detached, "SELECT 2", 1)
+            complete(None, "SELECT 3", 1)
+            with ascope.disabled():
+                assert start("SELECT 4", (1,), None, metadata) is None
+            rt.report_function_exit(outer)
+        return list(captured.events)
+
+    return _shape(asyncio.run(main()))
+
+
+@needs_compiled
+def test_compiled_query_start_and_complete_record_what_the_python_code_records() -> None:
+    from ascope.integrations import _queries
+
+    assert _queries.start is speedups.query_start
+    assert _queries.complete is speedups.query_complete
+    pure = _record_queries(_queries.PURE_START, _queries.PURE_COMPLETE)
+    compiled = _record_queries(speedups.query_start, speedups.query_complete)
+    assert len(pure) == 2 + 5 * len(_QUERIES) + 2 + 3
+    assert compiled == pure
+
+
+@pytest.mark.parametrize("implementation", ["python", "compiled"])
+def test_a_query_under_a_context_that_holds_no_frame_is_counted_not_raised(
+        implementation: str) -> None:
+    from ascope.integrations import _queries
+
+    if implementation == "compiled" and speedups is None:
+        pytest.skip("ascope._speedups not in use")
+    start = _queries.PURE_START if implementation == "python" else speedups.query_start
+
+    def broken() -> tuple[Any, Any]:
+        _context.current.set(42)  # type: ignore[arg-type]
+        return start("SELECT 1", None, None, {}), _queries.driver_may_report()
+
+    with capture():
+        before = ascope.stats().internal_errors
+        assert contextvars.copy_context().run(broken) == (None, False)
+        assert ascope.stats().internal_errors - before == 2

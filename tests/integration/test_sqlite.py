@@ -244,21 +244,29 @@ async def test_ascopes_own_store_is_not_recorded(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_a_statement_where_capture_is_off_for_the_task_captures_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     """Under ``disabled()`` (and in a request left out by ``sample_rate``, which runs the
     same way) a statement is run as it is: no event, and no time spent capturing its
-    text and parameters for nothing."""
-    from ascope.integrations import _queries
+    text and parameters for nothing (a parameter's ``repr`` tells when it is captured)."""
+    captured_reprs: list[str] = []
 
-    captured_parameters: list[Any] = []
-    real = _queries._parameters
-    monkeypatch.setattr(_queries, "_parameters",
-                        lambda params: captured_parameters.append(params) or real(params))
+    class Spy:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __conform__(self, protocol: Any) -> str:  # how sqlite3 binds it
+            return self.name
+
+        def __repr__(self) -> str:
+            captured_reprs.append(self.name)
+            return f"Spy({self.name})"
+
     connection = sqlite3.connect(str(tmp_path / "app.db"))
     async with capture() as captured:
         with ascope.disabled():
-            assert connection.execute("SELECT ?", (1,)).fetchone() == (1,)
-        assert connection.execute("SELECT ?", (2,)).fetchone() == (2,)
-    assert captured_parameters == [(2,)]
-    assert [e.data["params"] for e in starts(captured.events)] == [[2]]
+            assert connection.execute("SELECT ?", (Spy("off"),)).fetchone() == ("off",)
+        assert connection.execute("SELECT ?", (Spy("on"),)).fetchone() == ("on",)
+    assert captured_reprs == ["on"]
+    ((spy,),) = [e.data["params"] for e in starts(captured.events)]
+    assert spy["$repr"] == "Spy(on)"
     connection.close()
