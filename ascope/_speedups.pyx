@@ -12,6 +12,7 @@ Anything off the fast path calls back into the Python code.
 from cpython.contextvars cimport PyContextVar_Reset, PyContextVar_Set, get_value
 from cpython.iterator cimport PyIter_Next
 from cpython.object cimport PyObject
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import asyncio
@@ -484,7 +485,8 @@ cdef inline bint _is_int64(object value) except -1:
 cdef object _flat(object value, object kind):
     # _values._normalize_flat: a short container of plain scalars copied without a walk;
     # None when it needs one.
-    cdef Py_ssize_t max_string = _SETTINGS.max_string
+    # Clamped: configure() takes any positive int, a C length cannot exceed this.
+    cdef Py_ssize_t max_string = min(_SETTINGS.max_string, PY_SSIZE_T_MAX)
     if len(value) > _SETTINGS.max_length + 1:
         return None
     if kind is dict:
@@ -512,7 +514,8 @@ cdef object _flat(object value, object kind):
 
 def build_rows(batch, wall_offset_ns):
     """See ascope._events.build_rows (the writer's hottest code, line for line)."""
-    cdef Py_ssize_t max_string = _SETTINGS.max_string
+    # Clamped: configure() takes any positive int, a C length cannot exceed this.
+    cdef Py_ssize_t max_string = min(_SETTINGS.max_string, PY_SSIZE_T_MAX)
     cdef list rows = []
     cdef list data
     cdef tuple raw

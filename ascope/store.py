@@ -64,11 +64,16 @@ class Store:
         for name, value in wanted.items():
             bucket = _BUCKETS.get(name)
             if name == "trace_id":
-                # Fingerprints (see ascope/sinks/_sqlite.py); key rows in older stores.
-                clauses.append("(id IN (SELECT segment_id FROM segment_traces WHERE "
-                               "instr(fingerprints, ?) > 0) OR id IN (SELECT segment_id "
-                               "FROM segment_keys WHERE key_type = 'trace_id' AND key = ?))")
-                params += [fingerprint(value) if type(value) is str else b"", value]
+                # Key rows in older stores; fingerprints (see ascope/sinks/_sqlite.py) in
+                # stores that have them.
+                clause = ("id IN (SELECT segment_id FROM segment_keys WHERE "
+                          "key_type = 'trace_id' AND key = ?)")
+                params.append(value)
+                if self._has_traces():
+                    clause += (" OR id IN (SELECT segment_id FROM segment_traces WHERE "
+                               "instr(fingerprints, ?) > 0)")
+                    params.append(fingerprint(value))
+                clauses.append(f"({clause})")
             elif bucket is not None and type(value) is int:
                 # Exact rows too: ids given by hand, and stores written before buckets.
                 clauses.append("id IN (SELECT segment_id FROM segment_keys WHERE "
@@ -115,16 +120,26 @@ class Store:
 
     def traces(self) -> list[str]:
         """Trace ids, in the order they first appear."""
-        found: list[tuple[int, int, Any, str]] = [
-            (segment, 0, position, trace)
-            for segment, traces in self._connection.execute(
-                "SELECT segment_id, traces FROM segment_traces")
-            for position, trace in enumerate(orjson.loads(traces))]
-        # Stores written before segment_traces: a key row per trace and segment.
-        found += [(segment, 1, trace, trace) for segment, trace in self._connection.execute(
-            "SELECT segment_id, key FROM segment_keys WHERE key_type = 'trace_id'")]
-        found.sort()
+        found: list[tuple[int, int, int, Any]] = []
+        if self._has_traces():
+            found += [(segment, 0, position, trace)
+                      for segment, traces in self._connection.execute(
+                          "SELECT segment_id, traces FROM segment_traces")
+                      for position, trace in enumerate(orjson.loads(traces))]
+        # Stores written before segment_traces: a key row per trace and segment (ordered by
+        # SQLite, which also orders ids of different types).
+        found += [(segment, 1, position, trace) for position, (segment, trace) in enumerate(
+            self._connection.execute("SELECT segment_id, key FROM segment_keys WHERE "
+                                     "key_type = 'trace_id' ORDER BY segment_id, key"))]
+        found.sort(key=lambda entry: entry[:3])
         return list(dict.fromkeys(trace for *_, trace in found))
+
+    def _has_traces(self) -> bool:
+        """Whether the file has ``segment_traces`` (a store's writer of this version made
+        it; an older store has only key rows)."""
+        return self._connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'segment_traces'"
+        ).fetchone() is not None
 
 
 # The bucket key type indexing each id filter (ascope/sinks/_sqlite.py).

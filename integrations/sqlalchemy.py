@@ -77,9 +77,11 @@ def _parameters(context: Any, parameters: Any, executemany: bool) -> Any:
 
 def _before_cursor_execute(connection: Any, cursor: Any, statement: Any, parameters: Any,
                            context: Any, executemany: bool) -> None:
-    if not STATE.on or context is None or not current.get()[5]:
-        return  # off, or off for this task (a request left out by sample_rate)
+    if not STATE.on or context is None:
+        return
     try:
+        if not current.get()[5]:
+            return  # off for this task (a request left out by sample_rate, disabled())
         database, metadata = _describe(connection, executemany)
         cid = start(statement, _parameters(context, parameters, executemany), database,
                     metadata)

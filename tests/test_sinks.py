@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -266,6 +267,30 @@ def test_trace_lookups_are_exact_with_fingerprints_that_collide(tmp_path: Path) 
             "SELECT count(*) FROM segment_keys WHERE key_type = 'trace_id'").fetchone() == (0,)
 
 
+def test_trace_ids_that_are_not_strings_are_stored_and_found(tmp_path: Path) -> None:
+    """Events copied from another store may carry a trace id that is not a string: the
+    SQLite sink stores them (fingerprinted by their ``str``) instead of failing, and a
+    look-up finds them without reading every segment."""
+    from ascope.sinks import _sqlite
+
+    template = _one_call()[0]
+    events = [template._replace(trace_id=trace, correlation_id=n)
+              for n, trace in enumerate(["abc", 42, "abc", None])]
+    path = tmp_path / "events.db"
+    sink = SqliteSink(path)
+    sink.write(events[:2])
+    sink.write(events[2:])
+    sink.close()
+    with open_store(path) as store:
+        assert store.events(trace_id="abc") == [events[0], events[2]]
+        assert store.events(trace_id=42) == [events[1]]  # type: ignore[arg-type]
+        assert store.traces() == ["abc", 42]
+        holding = store._connection.execute(
+            "SELECT count(*) FROM segment_traces WHERE instr(fingerprints, ?) > 0",
+            (_sqlite.fingerprint(42),)).fetchone()
+        assert holding == (1,)
+
+
 def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
     """A store written before buckets, field lists and trace fingerprints (one key row per
     id and trace, each event's data an object) answers the same look-ups with the same
@@ -277,7 +302,7 @@ def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
     cid = recorded[0].correlation_id
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     events = [event._replace(trace_id=trace) for event in recorded]
-    connection = _sqlite.connect(str(path))
+    connection = _sqlite.connect(str(path))  # as a reader does: no segment_traces table
     body, _keys, _traces, first, last = _sqlite.encode_segment(_sqlite.rows_of(events))
     assert '"module":"app"' in body  # data stored as objects, as before field lists
     node = events[0].node
@@ -287,13 +312,17 @@ def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
         "INSERT OR IGNORE INTO segment_keys VALUES (?, ?, ?, ?)",
         [(name, getattr(event, name), segment.lastrowid, 1) for event in events
          for name in ("correlation_id", "task_id", "trace_id")
-         if getattr(event, name) is not None])
+         if getattr(event, name) is not None] + [("trace_id", 42, segment.lastrowid, 1)])
     connection.close()
     with open_store(path) as store:
         assert store.events(correlation_id=cid) == events
         assert store.events(task_id=events[0].task_id) == events
         assert store.events(trace_id=trace) == events
-        assert store.traces() == [trace]
+        assert store.traces() == [42, trace]  # ids of two types, as SQLite orders them
+    reader = sqlite3.connect(path)  # reading left the older file as it was
+    assert reader.execute("SELECT name FROM sqlite_master WHERE name = 'segment_traces'"
+                          ).fetchall() == []
+    reader.close()
 
 
 def test_the_events_view_names_each_events_fields(tmp_path: Path) -> None:

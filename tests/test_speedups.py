@@ -536,3 +536,25 @@ def test_a_query_under_a_context_that_holds_no_frame_is_counted_not_raised(
         before = ascope.stats().internal_errors
         assert contextvars.copy_context().run(broken) == (None, False)
         assert ascope.stats().internal_errors - before == 2
+
+
+@needs_compiled
+def test_compiled_build_rows_takes_a_string_bound_past_a_c_length() -> None:
+    """``configure(max_string=...)`` takes any positive int; the compiled rows clamp it
+    instead of failing on the whole batch."""
+    from ascope import _events, _values
+
+    default = _values.SETTINGS.max_string
+    ascope.configure(max_string=2**63)
+    try:
+        batch = [("function_entry", 1, 2, None, 3, None, None, "m", "f", ("x" * 5000,), None,
+                  None),
+                 ("custom_kind", 2, 4, None, 3, None, None, {"k": ("y" * 5000, 1)}),
+                 ("http_request_start", 3, 5, None, 3, None, None,
+                  ("GET", "/", None, ("h", 1), {"host": "z" * 5000}, None))]
+        before = ascope.stats().internal_errors
+        compiled = speedups.build_rows(batch, 0)
+        assert ascope.stats().internal_errors == before
+        assert orjson.dumps(compiled) == orjson.dumps(_events.PURE_BUILD_ROWS(batch, 0))
+    finally:
+        ascope.configure(max_string=default)

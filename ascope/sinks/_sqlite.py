@@ -21,8 +21,10 @@ segment has a ``segment_traces`` row instead: the ``CRC32`` of each of its trace
 bytes each (``fingerprints``), and the ids themselves in the order they first appear
 (``traces``, a JSON array). "Which segments may hold trace X" scans the fingerprints with
 ``instr`` (about a kilobyte per segment, in C; a 4-byte match found by chance costs one
-segment decoded for nothing), as column stores find a trace by per-block filters.
-Stores written before this kept trace ids as ``segment_keys`` rows; they read the same.
+segment decoded for nothing), as column stores find a trace by per-block filters. A
+trace id that is not a string (copied from another store) is fingerprinted by its ``str``.
+Stores written before this kept trace ids as ``segment_keys`` rows; they read the same, and
+reading one leaves it as it is (writers create ``segment_traces``).
 
 Why not a row per event: with four indexes SQLite spent 3-6 us per row on the reference
 machine (over half of it holding the GIL the program needs), capping the store near
@@ -90,11 +92,6 @@ CREATE TABLE IF NOT EXISTS segment_keys (
     n INTEGER NOT NULL,
     PRIMARY KEY (key_type, key, segment_id)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS segment_traces (
-    segment_id INTEGER PRIMARY KEY,
-    fingerprints BLOB NOT NULL,
-    traces TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS fields (
     kind TEXT NOT NULL,
     position INTEGER NOT NULL,
@@ -102,6 +99,14 @@ CREATE TABLE IF NOT EXISTS fields (
     PRIMARY KEY (kind, position)
 ) WITHOUT ROWID;
 """ + EVENTS_VIEW.replace("CREATE VIEW", "CREATE VIEW IF NOT EXISTS", 1) + ";\n"
+
+# Made by writers (prepare_for_writing): a reader leaves a store of an older version as
+# it is, and reads it without this table.
+TRACES_SQL = """CREATE TABLE IF NOT EXISTS segment_traces (
+    segment_id INTEGER PRIMARY KEY,
+    fingerprints BLOB NOT NULL,
+    traces TEXT NOT NULL
+)"""
 
 # The keys a segment is indexed by exactly, and their position in a row.
 KEYS = (("kind", 0),)
@@ -148,8 +153,10 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 def prepare_for_writing(connection: sqlite3.Connection) -> None:
-    """What only writers need: the field names of every kind, and the ``events`` view
-    (replaced when a file carries an older one). Readers leave the file untouched."""
+    """What only writers need: the ``segment_traces`` table, the field names of every
+    kind, and the ``events`` view (replaced when a file carries an older one). Readers
+    leave the file untouched."""
+    connection.execute(TRACES_SQL)
     wanted = [(kind, position, name) for kind, names in SCHEMA.items()
               for position, name in enumerate(names)]
     have = connection.execute("SELECT count(*) FROM fields").fetchone()[0]
@@ -203,14 +210,15 @@ def _encode(rows: Sequence[Row]) -> Encoded:
     return body, keys, list(traces), min(times), max(times)
 
 
-def fingerprint(trace_id: str) -> bytes:
-    """The 4 bytes a segment's ``fingerprints`` hold for one trace id."""
-    return crc32(trace_id.encode("utf-8", "surrogatepass")).to_bytes(4, "little")
+def fingerprint(trace_id: Any) -> bytes:
+    """The 4 bytes a segment's ``fingerprints`` hold for one trace id (one that is not a
+    string, copied from another store, by its ``str``)."""
+    text = trace_id if type(trace_id) is str else str(trace_id)
+    return crc32(text.encode("utf-8", "surrogatepass")).to_bytes(4, "little")
 
 
-def fingerprints(traces: Sequence[str]) -> bytes:
-    return b"".join([crc32(trace.encode("utf-8", "surrogatepass")).to_bytes(4, "little")
-                     for trace in traces])
+def fingerprints(traces: Sequence[Any]) -> bytes:
+    return b"".join([fingerprint(trace) for trace in traces])
 
 
 def rows_of(events: Sequence[Event]) -> list[Row]:
