@@ -434,10 +434,12 @@ def query_complete(correlation_id, statement, rows=None, error=None):
     cdef long long now
     if correlation_id is None:
         return
-    if error is not None:
-        _python_query_complete(correlation_id, statement, rows, error)
-        return
     try:
+        if error is not None:
+            if _python_query_complete is None:  # integrations/_queries.py sets it
+                import ascope.integrations._queries
+            _python_query_complete(correlation_id, statement, rows, error)
+            return
         # runtime.report_query_complete -> _report._finish -> _pop
         frame = <tuple?>get_value(_current, _ROOT)
         if frame[0] == correlation_id:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ._events import Event, Node, data_of
-from .sinks._sqlite import ID_BUCKET_BITS, ID_KEYS, connect, fingerprint
+from .sinks._sqlite import ID_BUCKET_BITS, ID_KEYS, connect_for_reading, fingerprint
 
 
 class Store:
@@ -30,7 +30,7 @@ class Store:
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"no ascope store at {self.path!r}")
-        self._connection = connect(self.path)
+        self._connection = connect_for_reading(self.path)
 
     def close(self) -> None:
         self._connection.close()
@@ -58,6 +58,8 @@ class Store:
         wanted = {name: value for name, value in (
             ("correlation_id", correlation_id), ("parent_id", parent_id),
             ("trace_id", trace_id), ("task_id", task_id), ("kind", kind)) if value is not None}
+        if not self._has("segments"):  # a file no writer has written to yet
+            return
         sql = "SELECT id, host, pid, process_started_ns, body FROM segments"
         clauses: list[str] = []
         params: list[Any] = []
@@ -69,7 +71,7 @@ class Store:
                 clause = ("id IN (SELECT segment_id FROM segment_keys WHERE "
                           "key_type = 'trace_id' AND key = ?)")
                 params.append(value)
-                if self._has_traces():
+                if self._has("segment_traces"):
                     clause += (" OR id IN (SELECT segment_id FROM segment_traces WHERE "
                                "instr(fingerprints, ?) > 0)")
                     params.append(fingerprint(value))
@@ -103,6 +105,8 @@ class Store:
 
     def count(self, kind: str | None = None) -> int:
         """How many events the store holds (of one kind)."""
+        if not self._has("segments"):
+            return 0
         if kind is None:
             row = self._connection.execute("SELECT coalesce(sum(count), 0) FROM segments")
         else:
@@ -113,6 +117,8 @@ class Store:
 
     def kinds(self) -> dict[str, int]:
         """How many events of each kind the store holds, most frequent first."""
+        if not self._has("segments"):
+            return {}
         rows = self._connection.execute(
             "SELECT key, sum(n) FROM segment_keys WHERE key_type = 'kind' GROUP BY key "
             "ORDER BY sum(n) DESC, key")
@@ -121,7 +127,9 @@ class Store:
     def traces(self) -> list[str]:
         """Trace ids, in the order they first appear."""
         found: list[tuple[int, int, int, Any]] = []
-        if self._has_traces():
+        if not self._has("segments"):
+            return []
+        if self._has("segment_traces"):
             found += [(segment, 0, position, trace)
                       for segment, traces in self._connection.execute(
                           "SELECT segment_id, traces FROM segment_traces")
@@ -134,11 +142,12 @@ class Store:
         found.sort(key=lambda entry: entry[:3])
         return list(dict.fromkeys(trace for *_, trace in found))
 
-    def _has_traces(self) -> bool:
-        """Whether the file has ``segment_traces`` (a store's writer of this version made
-        it; an older store has only key rows)."""
+    def _has(self, table: str) -> bool:
+        """Whether the file has ``table``. Readers make none: ``segment_traces`` is missing
+        from stores of older versions, every table from a file no writer has written to.
+        (``segments`` and ``segment_keys`` are made together.)"""
         return self._connection.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'segment_traces'"
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
         ).fetchone() is not None
 
 

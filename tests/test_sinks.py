@@ -293,8 +293,11 @@ def test_trace_ids_that_are_not_strings_are_stored_and_found(tmp_path: Path) -> 
 
 def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
     """A store written before buckets, field lists and trace fingerprints (one key row per
-    id and trace, each event's data an object) answers the same look-ups with the same
-    events."""
+    id and trace, each event's data an object, no ``fields`` or ``segment_traces`` table)
+    answers the same look-ups with the same events, and reading it leaves the file as it
+    was (not a byte changed: it may be another version's, or read-only)."""
+    import hashlib
+
     from ascope.sinks import _sqlite
 
     path = tmp_path / "events.db"
@@ -302,27 +305,45 @@ def test_stores_with_exact_id_rows_still_read(tmp_path: Path) -> None:
     cid = recorded[0].correlation_id
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     events = [event._replace(trace_id=trace) for event in recorded]
-    connection = _sqlite.connect(str(path))  # as a reader does: no segment_traces table
     body, _keys, _traces, first, last = _sqlite.encode_segment(_sqlite.rows_of(events))
     assert '"module":"app"' in body  # data stored as objects, as before field lists
+    old = sqlite3.connect(path)  # the tables of that version, made by hand
+    old.executescript(
+        "CREATE TABLE segments (id INTEGER PRIMARY KEY, host TEXT NOT NULL, pid INTEGER"
+        " NOT NULL, process_started_ns INTEGER NOT NULL, first_ts_ns INTEGER NOT NULL,"
+        " last_ts_ns INTEGER NOT NULL, count INTEGER NOT NULL, body TEXT NOT NULL);"
+        "CREATE TABLE segment_keys (key_type TEXT NOT NULL, key NOT NULL, segment_id INTEGER"
+        " NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (key_type, key, segment_id))"
+        " WITHOUT ROWID;")
     node = events[0].node
-    segment = connection.execute(_sqlite.INSERT_SEGMENT, (node[0], node[1], node[2], first,
-                                                          last, len(events), body))
-    connection.executemany(
+    segment = old.execute(_sqlite.INSERT_SEGMENT, (node[0], node[1], node[2], first, last,
+                                                   len(events), body)).lastrowid
+    old.executemany(
         "INSERT OR IGNORE INTO segment_keys VALUES (?, ?, ?, ?)",
-        [(name, getattr(event, name), segment.lastrowid, 1) for event in events
-         for name in ("correlation_id", "task_id", "trace_id")
-         if getattr(event, name) is not None] + [("trace_id", 42, segment.lastrowid, 1)])
-    connection.close()
+        [(name, getattr(event, name), segment, 1) for event in events
+         for name in ("correlation_id", "task_id", "trace_id", "kind")
+         if getattr(event, name) is not None] + [("trace_id", 42, segment, 1)])
+    old.commit()
+    old.close()
+    written = hashlib.sha256(path.read_bytes()).hexdigest()
     with open_store(path) as store:
         assert store.events(correlation_id=cid) == events
         assert store.events(task_id=events[0].task_id) == events
         assert store.events(trace_id=trace) == events
         assert store.traces() == [42, trace]  # ids of two types, as SQLite orders them
-    reader = sqlite3.connect(path)  # reading left the older file as it was
-    assert reader.execute("SELECT name FROM sqlite_master WHERE name = 'segment_traces'"
-                          ).fetchall() == []
-    reader.close()
+        assert store.kinds() == {"function_entry": 1, "function_exit": 1}
+        assert store.count() == 2
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == written
+    assert sorted(os.listdir(tmp_path)) == ["events.db"]
+
+
+def test_a_store_file_no_writer_has_written_reads_as_empty(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    with open_store(path) as store:
+        assert (store.events(), store.traces(), store.kinds(), store.count()) == ([], [], {}, 0)
+        assert store.events(trace_id="abc", kind="function_entry") == []
+    assert path.read_bytes() == b""
 
 
 def test_the_events_view_names_each_events_fields(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from typing import Any
@@ -558,3 +559,32 @@ def test_compiled_build_rows_takes_a_string_bound_past_a_c_length() -> None:
         assert orjson.dumps(compiled) == orjson.dumps(_events.PURE_BUILD_ROWS(batch, 0))
     finally:
         ascope.configure(max_string=default)
+
+
+@needs_compiled
+def test_a_compiled_query_end_with_an_error_before_the_integrations_load() -> None:
+    """The error path of the compiled ``query_complete`` calls the Python one, which
+    ``integrations/_queries.py`` registers when imported: called before that, it loads it
+    instead of raising."""
+    script = textwrap.dedent("""
+        import asyncio, sys
+        import ascope
+        from ascope import _context
+        from ascope.testing import capture
+        speedups = _context.load_speedups()
+        assert "ascope.integrations._queries" not in sys.modules
+
+        async def main():
+            with capture() as captured:
+                cid = speedups.query_start("SELECT 1", None, None, {})
+                speedups.query_complete(cid, "SELECT 1", None, ValueError("boom"))
+                assert _context.current.get()[0] != cid
+            return [(e.kind, e.data.get("error")) for e in captured.events]
+
+        print(asyncio.run(main()))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "[('query_start', None), ('error', None), ('query_complete', 'ValueError')]")

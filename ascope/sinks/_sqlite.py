@@ -100,8 +100,8 @@ CREATE TABLE IF NOT EXISTS fields (
 ) WITHOUT ROWID;
 """ + EVENTS_VIEW.replace("CREATE VIEW", "CREATE VIEW IF NOT EXISTS", 1) + ";\n"
 
-# Made by writers (prepare_for_writing): a reader leaves a store of an older version as
-# it is, and reads it without this table.
+# Made by writers (connect): a reader leaves a store of an older version as it is, and
+# reads it without this table.
 TRACES_SQL = """CREATE TABLE IF NOT EXISTS segment_traces (
     segment_id INTEGER PRIMARY KEY,
     fingerprints BLOB NOT NULL,
@@ -132,7 +132,7 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 def connect(path: str) -> sqlite3.Connection:
-    """Open a store file the way every ascope reader and writer does (WAL, busy timeout)."""
+    """Open a store file for writing (WAL, busy timeout, the tables made if missing)."""
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
@@ -144,6 +144,7 @@ def connect(path: str) -> sqlite3.Connection:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.executescript(SCHEMA_SQL)
+            connection.execute(TRACES_SQL)
             break
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or attempt == 49:
@@ -152,11 +153,19 @@ def connect(path: str) -> sqlite3.Connection:
     return connection
 
 
+def connect_for_reading(path: str) -> sqlite3.Connection:
+    """Open a store file for reading: the busy timeout only. The file is left as it is (no
+    journal mode set, no table made), so a store of an older version, or one the reader
+    may not write, reads as it is; the reader checks which tables it has."""
+    connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                 check_same_thread=False)
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return connection
+
+
 def prepare_for_writing(connection: sqlite3.Connection) -> None:
-    """What only writers need: the ``segment_traces`` table, the field names of every
-    kind, and the ``events`` view (replaced when a file carries an older one). Readers
-    leave the file untouched."""
-    connection.execute(TRACES_SQL)
+    """What only writers need: the field names of every kind, and the ``events`` view
+    (replaced when a file carries an older one)."""
     wanted = [(kind, position, name) for kind, names in SCHEMA.items()
               for position, name in enumerate(names)]
     have = connection.execute("SELECT count(*) FROM fields").fetchone()[0]
