@@ -131,6 +131,16 @@ def report_function_entry(module, function, args=(), correlation_id=None):
         return None
 
 
+cdef inline tuple _close(object correlation_id):
+    # _report._pop: the operation's frame, its parent made current again (the common case,
+    # the operation being the current frame, here; the rest in Python)
+    cdef tuple frame = <tuple?>get_value(_current, _ROOT)
+    if frame[0] == correlation_id:
+        PyContextVar_Set(_current, frame[2] or _ROOT)
+        return frame
+    return <tuple?>_pop(correlation_id)
+
+
 def report_function_exit(correlation_id, result=None, duration_ns=None, outcome="return"):
     """See ascope.runtime.report_function_exit."""
     if correlation_id is None:
@@ -138,11 +148,7 @@ def report_function_exit(correlation_id, result=None, duration_ns=None, outcome=
     cdef tuple frame
     cdef long long now
     try:
-        frame = <tuple?>get_value(_current, _ROOT)
-        if frame[0] == correlation_id:
-            PyContextVar_Set(_current, frame[2] or _ROOT)
-        else:
-            frame = <tuple?>_pop(correlation_id)
+        frame = _close(correlation_id)
         if not _STATE.on:
             return
         now = _now()
@@ -440,12 +446,8 @@ def query_complete(correlation_id, statement, rows=None, error=None):
                 import ascope.integrations._queries
             _python_query_complete(correlation_id, statement, rows, error)
             return
-        # runtime.report_query_complete -> _report._finish -> _pop
-        frame = <tuple?>get_value(_current, _ROOT)
-        if frame[0] == correlation_id:
-            PyContextVar_Set(_current, frame[2] or _ROOT)
-        else:
-            frame = <tuple?>_pop(correlation_id)
+        # runtime.report_query_complete -> _report._finish
+        frame = _close(correlation_id)
         if not _STATE.on:
             return
         now = _now()
