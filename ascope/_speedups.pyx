@@ -398,6 +398,13 @@ cpdef task_done(tuple frame, task):
 
 # -- queries (integrations/_queries.py: every database integration's start and end) ---------
 
+cdef inline object _label(object value):
+    # _report._text, its common case here: a short string kept as it is
+    if type(value) is str and len(<str>value) <= 512:
+        return value
+    return _text(value)
+
+
 def query_start(statement, params, database, metadata):
     """See ascope.integrations._queries.start (the same code)."""
     cdef tuple parent
@@ -416,10 +423,7 @@ def query_start(statement, params, database, metadata):
             captured = _args(params) if kind is tuple else _capture_args(params)
         else:
             captured = _capture(params)
-        payload = (statement if type(statement) is str and len(<str>statement) <= 512
-                   else _text(statement), captured,
-                   database if type(database) is str and len(<str>database) <= 512
-                   else _text(database), metadata)
+        payload = (_label(statement), captured, _label(database), metadata)
         # _report._start
         cid = PyIter_Next(_ids)
         now = _now()
@@ -442,9 +446,8 @@ def query_complete(correlation_id, statement, rows=None, error=None):
         return
     try:
         if error is not None:
-            if _python_query_complete is None:  # integrations/_queries.py sets it
-                import ascope.integrations._queries
-            _python_query_complete(correlation_id, statement, rows, error)
+            from ascope.integrations._queries import PURE_COMPLETE
+            PURE_COMPLETE(correlation_id, statement, rows, error)
             return
         # runtime.report_query_complete -> _report._finish
         frame = _close(correlation_id)
@@ -453,21 +456,10 @@ def query_complete(correlation_id, statement, rows=None, error=None):
         now = _now()
         start = frame[7]
         _emit("query_complete", now, frame,
-              (statement if type(statement) is str and len(<str>statement) <= 512
-               else _text(statement),
-               rows if rows is None or type(rows) is int else _capture(rows),
+              (_label(statement), rows if rows is None or type(rows) is int else _capture(rows),
                now - start if start else None, None))
     except Exception:
         _internal_error()
-
-
-cdef object _python_query_complete = None
-
-
-def use_python_query_complete(function):
-    """Set by integrations/_queries.py: its ``complete``, for the error path."""
-    global _python_query_complete
-    _python_query_complete = function
 
 
 # -- the writer ------------------------------------------------------------------------------

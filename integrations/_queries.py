@@ -111,5 +111,4 @@ PURE_COMPLETE = complete
 
 _speedups = load_speedups()
 if _speedups is not None:
-    _speedups.use_python_query_complete(complete)
     globals().update(start=_speedups.query_start, complete=_speedups.query_complete)

@@ -122,10 +122,15 @@ def test_events_with_nowhere_to_go_are_counted_as_unrouted(tmp_path: Any) -> Non
     from ascope import runtime as rt
     from ascope.sinks import MemorySink
 
+    per_ring: list[int] = []
+
     async def emit(n: int) -> None:
         for i in range(n):
             rt.report_line_execution(None, i)
         await ascope.flush()
+        ring = _pipeline.current_ring()
+        assert ring is not None
+        per_ring.append(ring.stats().unrouted)
 
     ascope.configure(sinks=[])
     ascope.enable()
@@ -136,11 +141,13 @@ def test_events_with_nowhere_to_go_are_counted_as_unrouted(tmp_path: Any) -> Non
         after = ascope.stats()
         assert after.unrouted - before.unrouted == 25
         assert after.drained - before.drained == 25
+        assert per_ring == [25]  # this loop's ring, before it closed
         memory = MemorySink()
         ascope.configure(sinks=[memory])
         asyncio.run(emit(10))
         assert _pipeline.flush_blocking()
         assert ascope.stats().unrouted == after.unrouted
+        assert per_ring == [25, 0]
         assert len(memory.events) == 10
     finally:
         ascope.disable()

@@ -563,9 +563,8 @@ def test_compiled_build_rows_takes_a_string_bound_past_a_c_length() -> None:
 
 @needs_compiled
 def test_a_compiled_query_end_with_an_error_before_the_integrations_load() -> None:
-    """The error path of the compiled ``query_complete`` calls the Python one, which
-    ``integrations/_queries.py`` registers when imported: called before that, it loads it
-    instead of raising."""
+    """The error path of the compiled ``query_complete`` calls the Python one in
+    ``integrations/_queries.py``, also when nothing has imported that module yet."""
     script = textwrap.dedent("""
         import asyncio, sys
         import ascope
