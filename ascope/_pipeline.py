@@ -28,7 +28,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -278,7 +278,8 @@ class Writer:
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
         self.sinks: list[_SinkSlot] = []
-        self.captures: dict[int, Any] = {}  # capture id -> sink, for testing.capture()
+        # Open testing.capture() blocks: capture id -> (sink, perf_counter_ns when opened).
+        self.captures: dict[int, tuple[Any, int]] = {}
         self.submitted = 0  # events queued by submit(); written by the loops' threads
         self.delivered = 0  # events delivered from the queue; written by the writer thread
         self._start_lock = threading.Lock()
@@ -389,11 +390,19 @@ class Writer:
                 routed = to_sinks
                 if global_on:
                     to_global.append(row)
-                targets: Iterable[int] = captures if scope is None else scope
-                for capture_id in targets:
-                    if capture_id in captures:
-                        to_capture.setdefault(capture_id, []).append(row)
-                        routed = True
+                if scope is None:
+                    # Unscoped: every capture that was open when it was emitted (one
+                    # opened later would see an event from before its block).
+                    ts = raw[1]
+                    for capture_id, (_, opened) in captures.items():
+                        if ts >= opened:
+                            to_capture.setdefault(capture_id, []).append(row)
+                            routed = True
+                else:
+                    for capture_id in scope:
+                        if capture_id in captures:
+                            to_capture.setdefault(capture_id, []).append(row)
+                            routed = True
                 if not routed:
                     unrouted += 1
             ring.unrouted += unrouted
@@ -409,9 +418,7 @@ class Writer:
                         events = _events.events_of(to_global, node)
                     self._write(slot, ring, len(events), slot.sink.write, events)
         for capture_id, selected in to_capture.items():
-            sink = captures.get(capture_id)
-            if sink is not None:
-                sink.write(_events.events_of(selected, node))
+            captures[capture_id][0].write(_events.events_of(selected, node))
 
     def _write(self, slot: _SinkSlot, ring: Ring, count: int, write: Callable[..., Any],
                *batch: Any) -> None:

@@ -80,7 +80,8 @@ class capture(EventQuery):  # lower case: used like a function, `with capture() 
             raise RuntimeError("this capture() is already open; create a new one")
         writer = _pipeline.WRITER
         self._opened_ns = time.perf_counter_ns()
-        writer.captures = {**writer.captures, self._id: self._sink}  # copy: the writer reads it
+        # A copy: the writer thread reads the dict without a lock.
+        writer.captures = {**writer.captures, self._id: (self._sink, self._opened_ns)}
         self._token = _c.current.set(_c.current.get())
         frame = _pipeline.attach_current_loop()
         self.scope = (frame[_c.SCOPE] or ()) + (self._id,)
@@ -97,10 +98,8 @@ class capture(EventQuery):  # lower case: used like a function, `with capture() 
         self.events = self._collected()
 
     def _collected(self) -> list[Event]:
-        # Unscoped events reach every open capture when the writer delivers them, which
-        # can be after they were emitted: keep only those emitted while this one was open.
-        opened = self._opened_ns
-        return sorted((e for e in self._sink.events if e.ts_ns >= opened), key=_by_time)
+        # The writer gives a capture only what was emitted while it was open.
+        return sorted(self._sink.events, key=_by_time)
 
     def snapshot(self) -> Events:
         """Flush (blocking) and return what has been captured so far."""
@@ -131,7 +130,7 @@ class capture(EventQuery):  # lower case: used like a function, `with capture() 
         return self.events
 
     def __repr__(self) -> str:
-        if _pipeline.WRITER.captures.get(self._id) is self._sink:
+        if self._id in _pipeline.WRITER.captures:
             state = "open"
         else:
             state = "closed" if self._opened_ns else "not started"

@@ -154,6 +154,34 @@ def test_events_with_nowhere_to_go_are_counted_as_unrouted(tmp_path: Any) -> Non
         ascope.configure(sinks=[])
 
 
+def test_events_from_before_a_capture_opened_are_unrouted_not_captured() -> None:
+    """Unscoped events still in the ring when a ``testing.capture()`` opens reach the
+    writer while it is open, but were emitted before it: the capture does not get them,
+    and with no sink to take them they are counted as unrouted (not dropped unseen)."""
+    from ascope import runtime as rt
+    from ascope.testing import capture
+
+    async def main() -> capture:
+        for i in range(5):
+            rt.report_line_execution(None, i)  # unscoped, still in the ring
+        async with capture() as inside:
+            rt.report_line_execution(None, 99)
+        return inside
+
+    ascope.configure(sinks=[])
+    ascope.enable()
+    try:
+        before = ascope.stats()
+        inside = asyncio.run(main())
+        assert _pipeline.flush_blocking()
+        after = ascope.stats()
+    finally:
+        ascope.disable()
+    assert [e.data["line"] for e in inside.events] == [99]
+    assert after.unrouted - before.unrouted == 5
+    assert after.drained - before.drained == 6
+
+
 def test_stats_per_loop_and_total() -> None:
     """Two loops in two threads each get a ring; each ring counts its own events and the
     total counts all of them."""
