@@ -81,13 +81,16 @@ def emit_event(kind: str, ts_ns: int, frame: _c.Frame, payload: Any) -> None:
     running loop's).
 
     The ring holds flat tuples ``(kind, ts_ns, correlation_id, parent_id, task_id,
-    trace_id, scope, payload)`` — no reference to the frame: a tuple of plain values is
-    untracked by the garbage collector, so a full ring costs collections nothing.
+    trace_id, scope, payload)`` — no reference to the frame.
 
-    The hottest emitters (function entry/exit, task spawn/exit) inline their payload
-    instead, ``(kind, ..., scope, *payload)``, saving a tuple per event; the writer tells
-    them apart by length (8 items: a payload tuple last; more: inlined, payloads of two
-    fields or more only).
+    The compiled emitters (``ascope._speedups``: this function, the report calls and the
+    task factory) inline a payload tuple instead, ``(kind, ..., scope, *payload)``, and
+    untrack the event from the garbage collector when they make it: events wait in the
+    ring and the writer's queue long enough to live through collections, and a tuple
+    holding a dict (most payloads hold one) would otherwise stay tracked, walked by every
+    collection and promoted to the oldest generation. The writer tells the two forms apart
+    by length (8 items: a payload tuple last; more: inlined, payloads of two fields or more
+    only).
     """
     event = (kind, ts_ns, frame[0], frame[1], frame[3], frame[4], frame[6], payload)
     ring = frame[8]
@@ -99,6 +102,11 @@ def emit_event(kind: str, ts_ns: int, frame: _c.Frame, payload: Any) -> None:
             ring.put_slow(event)
         return
     _emit_slow(event)
+
+
+#: The Python ``emit_event``; ascope.runtime puts the compiled one (ascope._speedups, which
+#: also untracks the event from the garbage collector) in its place where it is built.
+PURE_EMIT_EVENT = emit_event
 
 
 def append_slow(ring: Ring | None, event: tuple[Any, ...]) -> None:

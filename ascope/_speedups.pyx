@@ -13,6 +13,8 @@ from cpython.contextvars cimport PyContextVar_Reset, PyContextVar_Set, get_value
 from cpython.iterator cimport PyIter_Next
 from cpython.object cimport PyObject
 from cpython.pyport cimport PY_SSIZE_T_MAX
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import asyncio
@@ -180,9 +182,42 @@ cdef inline tuple _frame_for(object correlation_id):
     return (correlation_id, None, None, frame[3], frame[4], True, frame[6], 0, frame[8])
 
 
+cdef inline tuple _event(object kind, object ts_ns, object frame, object payload):
+    # _pipeline.emit_event's tuple, with a payload of two values or more inlined (the hot
+    # format, see there): the payload tuple is not kept, so it never sits in the ring as a
+    # tracked object (a tuple holding a dict stays tracked however plain the dict is).
+    cdef tuple event
+    cdef Py_ssize_t i, n
+    if type(payload) is not tuple or len(<tuple>payload) < 2:
+        return (kind, ts_ns, frame[0], frame[1], frame[3], frame[4], frame[6], payload)
+    n = len(<tuple>payload)
+    event = PyTuple_New(7 + n)
+    _set(event, 0, kind)
+    _set(event, 1, ts_ns)
+    _set(event, 2, frame[0])
+    _set(event, 3, frame[1])
+    _set(event, 4, frame[3])
+    _set(event, 5, frame[4])
+    _set(event, 6, frame[6])
+    for i in range(n):
+        _set(event, 7 + i, (<tuple>payload)[i])
+    return event
+
+
+cdef inline void _set(tuple event, Py_ssize_t i, object value) noexcept:
+    Py_INCREF(value)  # PyTuple_SET_ITEM steals a reference
+    PyTuple_SET_ITEM(event, i, value)
+
+
 cdef inline void _emit(str kind, long long now, tuple frame, tuple payload) except *:
     # _pipeline.emit_event
-    _append(frame[8], (kind, now, frame[0], frame[1], frame[3], frame[4], frame[6], payload))
+    _append(frame[8], _event(kind, now, frame, payload))
+
+
+def emit_event(kind, ts_ns, frame, payload):
+    """See ascope._pipeline.emit_event: the same event, its payload inlined when it is a
+    tuple of two values or more, appended untracked by the garbage collector."""
+    _append(frame[8], _event(kind, ts_ns, frame, payload))
 
 
 def report_line_execution(correlation_id, line, context=None, source=None, node_id=None):
@@ -547,6 +582,9 @@ def build_rows(batch, wall_offset_ns):
                         data.append(_normalize(value))
                 if len(data) > len(fields):
                     del data[len(fields):]  # values past the kind's fields have no name
+                # New, and holding nothing that could lead back to it: the collector need
+                # not walk it (nor the row), however long the batch takes to write.
+                PyObject_GC_UnTrack(<PyObject*>data)
                 data_object = data
             if correlation_id is not None and not (type(correlation_id) is int
                                                    and _is_int64(correlation_id)):
@@ -557,8 +595,10 @@ def build_rows(batch, wall_offset_ns):
             if trace_id is not None and not (type(trace_id) is str
                                              and len(<str>trace_id) <= 64):
                 trace_id = _guarded_repr(trace_id, 64)
-            rows.append((kind, ts_ns, ts_ns + wall_offset_ns, correlation_id, parent_id,
-                         task_id, trace_id, data_object))
+            row = (kind, ts_ns, ts_ns + wall_offset_ns, correlation_id, parent_id, task_id,
+                   trace_id, data_object)
+            PyObject_GC_UnTrack(<PyObject*>row)
+            rows.append(row)
         except Exception as error:
             _STATE.internal_errors += 1
             rows.append(("ascope_error", 0, wall_offset_ns, None, None, None, None,

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _context as _c
-from . import _events, _pipeline, _values
+from . import _events, _pipeline, _report, _values
 from ._pipeline import append_slow as _append_slow
 
 __all__ = [
@@ -581,6 +581,9 @@ COMPILED = _speedups is not None
 if _speedups is not None:
     # The writer's row building (ascope._events keeps the Python one as PURE_BUILD_ROWS).
     _events.build_rows = _speedups.build_rows
+    # Events appended untracked by the collector (_pipeline keeps the Python one as
+    # PURE_EMIT_EVENT); modules that bound it before this point are rebound too.
+    _pipeline.emit_event = _report._emit = _speedups.emit_event
     for _name, _pure in PURE_PYTHON.items():
         _compiled = getattr(_speedups, _name)
         _compiled.__doc__ = _pure.__doc__

@@ -25,7 +25,9 @@ ten recorded into SQLite) and ``ascope-unsampled`` (``sample_rate=0``: what a re
 out costs).
 
 Besides req/s, each server's CPU time per request (from ``/proc``) is printed: steadier
-than req/s when other tenants of a shared machine take CPU from the server.
+than req/s when other tenants of a shared machine take CPU from the server. So is its
+garbage collection (``gc.callbacks``, read from the server between runs): CPU per request
+spent in collections, full collections per 10,000 requests, and the longest collection.
 
 The whole run is bounded: rounds x variants x (duration + 1 s warm-up) plus start-up.
 """
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -88,7 +91,13 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1,
         yield
         connection.close()
 
-    app = Starlette(routes=[Route("/items/{item_id:int}", item)], lifespan=lifespan)
+    async def collections(request: Any) -> JSONResponse:  # read by the driver: GC_STATS
+        totals = {"runs": GC_STATS[:3], "ns": sum(GC_STATS[3:6]), "max_ns": GC_STATS[6]}
+        GC_STATS[6] = 0  # the longest pause since the last read
+        return JSONResponse(totals)
+
+    app = Starlette(routes=[Route("/items/{item_id:int}", item), Route("/gc", collections)],
+                    lifespan=lifespan)
     if variant.startswith("ascope"):
         from ascope.integrations.asgi import AscopeMiddleware
 
@@ -131,9 +140,30 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1,
     return app
 
 
+# The server's garbage collections: runs per generation, CPU ns spent in them per
+# generation, and the longest one (CPU ns) since the driver last read them (GET /gc).
+GC_STATS = [0, 0, 0, 0, 0, 0, 0]
+_gc_started = [0]
+
+
+def _count_collection(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.thread_time_ns()  # the collecting thread's CPU: no waits
+        return
+    spent = time.thread_time_ns() - _gc_started[0]
+    generation = info["generation"]
+    GC_STATS[generation] += 1
+    GC_STATS[3 + generation] += spent
+    GC_STATS[6] = max(GC_STATS[6], spent)
+
+
 def serve(variant: str, port: int, store: str | None, sample_rate: float,
           query: bool = True) -> None:
+    import gc
+
     import uvicorn
+
+    gc.callbacks.append(_count_collection)
 
     http = "httptools"
     try:
@@ -176,6 +206,16 @@ def run_wrk(port: int, duration: float, connections: int) -> tuple[float, int]:
     if errors:
         raise RuntimeError(f"{errors.group(1)} failed responses:\n{out}")
     return float(match.group(1)), int(done.group(1))
+
+
+def collections(port: int) -> dict[str, Any]:
+    """The server's garbage collection totals so far (see GC_STATS)."""
+    with socket.create_connection(("127.0.0.1", port), 5) as sock:
+        sock.sendall(b"GET /gc HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    return json.loads(response.split(b"\r\n\r\n", 1)[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -230,6 +270,10 @@ def main() -> None:
         results: dict[str, list[float]] = {variant: [] for variant in variants}
         ratios: dict[str, list[float]] = {variant: [] for variant in variants}
         cpu_us: dict[str, list[float]] = {variant: [] for variant in variants}
+        gc_us: dict[str, list[float]] = {variant: [] for variant in variants}
+        full_runs = dict.fromkeys(variants, 0)
+        requests_total = dict.fromkeys(variants, 0)
+        longest = dict.fromkeys(variants, 0.0)
         for round_index in range(args.rounds):
             shift = round_index % len(variants)
             order = variants[shift:] + variants[:shift]
@@ -237,9 +281,15 @@ def main() -> None:
             for variant in order:
                 process, port = servers[variant]
                 run_wrk(port, 1, args.connections)  # warm-up (JIT-free, but caches/pools)
+                gc_before = collections(port)
                 before = cpu_seconds(process.pid)
                 this_round[variant], requests = run_wrk(port, args.duration, args.connections)
                 cpu_us[variant].append((cpu_seconds(process.pid) - before) / requests * 1e6)
+                gc_after = collections(port)
+                gc_us[variant].append((gc_after["ns"] - gc_before["ns"]) / requests / 1000)
+                full_runs[variant] += gc_after["runs"][2] - gc_before["runs"][2]
+                requests_total[variant] += requests
+                longest[variant] = max(longest[variant], gc_after["max_ns"] / 1e6)
             for variant in variants:
                 results[variant].append(this_round[variant])
                 ratios[variant].append(this_round[variant] / this_round[baseline])
@@ -277,6 +327,14 @@ def main() -> None:
         median_cpu = statistics.median(cpu_us[variant])
         print(f"{variant:<16} {median_cpu:>14.1f} {base_cpu / median_cpu:>7.3f}x  "
               + " ".join(f"{c:.1f}" for c in cpu_us[variant]))
+    # Garbage collection in the measured runs: CPU in collections per request, full
+    # (generation 2) collections per 10,000 requests, and the longest collection (a pause
+    # of the whole event loop).
+    print(f"\n{'variant':<16} {'GC us/request':>13} {'full GCs/10k':>12} {'longest ms':>10}")
+    for variant in variants:
+        print(f"{variant:<16} {statistics.median(gc_us[variant]):>13.2f} "
+              f"{full_runs[variant] * 10_000 / max(requests_total[variant], 1):>12.2f} "
+              f"{longest[variant]:>10.1f}")
     _report_store(store)
     print(f"total time {time.monotonic() - started:.0f} s")
     shutil.rmtree(workdir, ignore_errors=True)

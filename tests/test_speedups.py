@@ -464,6 +464,70 @@ def test_compiled_build_rows_agrees_on_any_payload(payload: list[Any], any_id: A
             == orjson.dumps(_events.PURE_BUILD_ROWS(batch, 0)))
 
 
+# -- what the garbage collector sees -------------------------------------------------------------
+
+_EMIT_PAYLOADS: list[Any] = [
+    ("GET", "/items/42", {"q": "1"}, ("127.0.0.1", 5), {"host": "h"}, "/items/{id}"),
+    (200, "application/json", 54, 1_000, "complete"),
+    ("only one",),  # one value: kept as a payload tuple (inlined it would read as one)
+    (),
+    {"mapping": [1, 2]},  # report_event's mapping
+    "not a tuple",
+    None,
+]
+
+
+@needs_compiled
+def test_compiled_emit_event_is_the_pipelines_and_builds_what_the_python_one_builds() -> None:
+    """The compiled ``emit_event`` (the ASGI middleware's and the report calls') inlines a
+    payload of two values or more; the rows built from its events are the Python ones'."""
+    from ascope.integrations import _asgi_base
+
+    from ascope import _events, _pipeline, _report
+
+    assert _pipeline.emit_event is speedups.emit_event
+    assert _report._emit is speedups.emit_event
+    assert _asgi_base._emit is speedups.emit_event
+
+    def ring_events(emit: Callable[..., Any]) -> list[tuple[Any, ...]]:
+        ring = _pipeline.Ring(None, 64, "drop_oldest", 1.0, "test")
+        frame = (7, 3, None, 2, "trace", True, None, 0, ring)
+        for index, payload in enumerate(_EMIT_PAYLOADS):
+            emit(f"kind_{index}", index, frame, payload)
+        return list(ring.buffer)
+
+    compiled, pure = ring_events(speedups.emit_event), ring_events(_pipeline.PURE_EMIT_EVENT)
+    assert [len(event) for event in compiled] == [13, 12, 8, 8, 8, 8, 8]
+    assert [len(event) for event in pure] == [8] * len(_EMIT_PAYLOADS)
+    assert (orjson.dumps(_events.build_rows(compiled, 0))
+            == orjson.dumps(_events.build_rows(pure, 0)))
+
+
+@needs_compiled
+def test_ring_events_and_writer_rows_are_not_walked_by_the_collector() -> None:
+    """Events wait in the ring, and rows in the writer, long enough to live through
+    collections: untracked, they are never walked or promoted (a tuple holding a dict, an
+    ASGI event's payload, would otherwise stay tracked for good)."""
+    import gc
+
+    from ascope import _pipeline
+
+    ring = _pipeline.Ring(None, 64, "drop_oldest", 1.0, "test")
+    frame = (7, 3, None, 2, "trace", True, None, 0, ring)
+    headers = {"host": "h"}
+    speedups.emit_event("http_request_start", 1, frame,
+                        ("GET", "/", None, ("127.0.0.1", 5), headers, None))
+    speedups.emit_event("http_request_complete", 2, frame, (200, None, 0, 1, "complete"))
+    speedups.emit_event("custom", 3, frame, {"k": [1]})
+    events = list(ring.buffer)
+    assert not any(gc.is_tracked(event) for event in events)
+    assert events[0][11] is headers  # inlined: the payload tuple itself is not kept
+    rows = speedups.build_rows(events, 0)
+    assert not any(gc.is_tracked(row) for row in rows)
+    assert not any(gc.is_tracked(row[7]) for row in rows[:2])  # the values lists
+    assert rows[2][7] == {"k": [1]}
+
+
 # -- the database integrations' query start and end --------------------------------------------
 
 _QUERIES: list[tuple[Any, Any, Any, Any]] = [  # statement, params, database, rows
