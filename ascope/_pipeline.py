@@ -277,6 +277,9 @@ class _Barrier:
 
 
 _STOP = object()
+# Events built and written at a time: their rows (~2 objects an event) stay under the
+# collector's young threshold (700 allocations).
+DELIVERY_CHUNK = 256
 
 
 class Writer:
@@ -372,6 +375,18 @@ class Writer:
                 retire(loop)
 
     def deliver(self, ring: Ring, batch: Sequence[tuple[Any, ...]]) -> None:
+        """Build and write ``batch`` in chunks of ``DELIVERY_CHUNK`` events, each chunk's
+        rows gone before the next is built (the SQLite store writes a segment a chunk).
+
+        A drain can hold thousands of events; built at once, their rows (two objects an
+        event) would set off young collections on this thread every few hundred events,
+        each promoting whatever the program's requests hold at that moment: that, not the
+        rows, is what brings on full collections (docs/performance.md).
+        """
+        for start in range(0, len(batch), DELIVERY_CHUNK):
+            self._deliver(ring, batch[start:start + DELIVERY_CHUNK])
+
+    def _deliver(self, ring: Ring, batch: Sequence[tuple[Any, ...]]) -> None:
         if not batch:
             return
         captures = self.captures

@@ -180,7 +180,7 @@ def test_id_lookups_are_exact_across_many_segments_and_buckets(tmp_path: Path) -
 
     async def main() -> None:
         root = rt.report_function_entry("app", "long_lived", ())
-        for batch in range(12):  # one segment per flush
+        for batch in range(12):  # a flush each (of 601 events: 3 segments)
             for n in range(300):
                 cid = rt.report_function_entry("app", "short", (n,))
                 rt.report_function_exit(cid, n)
@@ -220,6 +220,35 @@ def _one_call() -> list[ascope.Event]:
     assert _pipeline.flush_blocking()
     ascope.disable()
     return memory.events
+
+
+def test_a_large_drain_is_written_in_chunks_in_order(tmp_path: Path) -> None:
+    """A drain of more than ``DELIVERY_CHUNK`` events is built and written a chunk at a
+    time (a segment each, so rows never pile up for the collector); every event arrives,
+    in order, in the store and in the other sinks alike."""
+    path = tmp_path / "events.db"
+    memory = MemorySink()
+    ascope.configure(sinks=[memory, f"sqlite:{path}"])
+    ascope.enable()
+    count = 2 * _pipeline.DELIVERY_CHUNK + 88
+
+    async def main() -> None:
+        for n in range(count):  # no await: one drain
+            rt.report_line_execution(None, n)
+        await ascope.flush()
+
+    try:
+        asyncio.run(main())
+    finally:
+        ascope.disable()
+    assert [e.data["line"] for e in memory.events] == list(range(count))
+    connection = sqlite3.connect(path)
+    sizes = [size for (size,) in connection.execute("SELECT count FROM segments ORDER BY id")]
+    connection.close()
+    assert sizes == [_pipeline.DELIVERY_CHUNK, _pipeline.DELIVERY_CHUNK, 88]
+    with open_store(path) as store:
+        assert [e.data["line"] for e in store.events(kind="line_execution")] == list(
+            range(count))
 
 
 def test_trace_lookups_are_exact_with_fingerprints_that_collide(tmp_path: Path) -> None:
