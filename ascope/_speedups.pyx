@@ -604,3 +604,106 @@ def build_rows(batch, wall_offset_ns):
             rows.append(("ascope_error", 0, wall_offset_ns, None, None, None, None,
                          {"error": type(error).__qualname__, "while": "building"}))
     return rows
+
+
+# -- the SQLite store's segment index (ascope/sinks/_sqlite.py) ---------------------------
+
+from ascope.sinks import _sqlite as _store
+
+cdef tuple _KEYS = _store.KEYS
+cdef tuple _ID_KEYS = _store.ID_KEYS
+cdef object _BUCKET_BITS = _store.ID_BUCKET_BITS
+cdef Py_ssize_t _TRACE = _store.TRACE
+
+
+cdef dict _count(list rows, Py_ssize_t index):
+    # Counter(map(itemgetter(index), rows)): each key's count, keys in first-seen order.
+    # A row's neighbours mostly hold the very same object (an operation's id, a trace id):
+    # runs of it are counted without a dict look-up.
+    cdef dict counts = {}
+    cdef Py_ssize_t run = 0
+    last = None
+    for row in rows:
+        key = (<tuple?>row)[index]
+        if key is last and run:
+            run += 1
+            continue
+        if run:
+            counts[last] = counts.get(last, 0) + run
+        last = key
+        run = 1
+    if run:
+        counts[last] = counts.get(last, 0) + run
+    return counts
+
+
+cdef bint _count_buckets(list rows, Py_ssize_t index, object bucket, dict buckets) except -1:
+    # The buckets of index's ids, counted straight from the rows: what counting each id
+    # first and then its bucket gives when every id there is an int that fits 64 bits (or
+    # None), ids of one bucket mostly in runs. False, with nothing counted, otherwise.
+    cdef long long value, current = 0
+    cdef Py_ssize_t run = 0
+    cdef int overflow
+    cdef list found = []  # (bucket, count) in first-seen order, a bucket once or more
+    for row in rows:
+        key = (<tuple?>row)[index]
+        if key is None:
+            continue
+        if type(key) is not int:
+            return False
+        value = PyLong_AsLongLongAndOverflow(key, &overflow)
+        if overflow:
+            return False
+        value >>= 10  # ID_BUCKET_BITS (checked at import); >> floors, as Python's does
+        if run and value == current:
+            run += 1
+            continue
+        if run:
+            found.append((current, run))
+        current = value
+        run = 1
+    if run:
+        found.append((current, run))
+    for value, count in found:
+        slot = (bucket, value)
+        buckets[slot] = buckets.get(slot, 0) + count
+    return True
+
+
+if _BUCKET_BITS != 10:
+    raise ImportError("ascope._speedups expects ID_BUCKET_BITS = 10: rebuild it")
+
+
+def segment_index(rows):
+    """See ascope.sinks._sqlite.python_segment_index (the same keys, in the same order)."""
+    cdef list keys = []
+    cdef dict buckets = {}
+    cdef list row_list = rows if type(rows) is list else list(rows)
+    for name, index in _KEYS:
+        for key, count in _count(row_list, index).items():
+            if key is not None:
+                keys.append((name, key, count))
+    for name, bucket, index in _ID_KEYS:
+        if _count_buckets(row_list, index, bucket, buckets):
+            continue
+        for key, count in _count(row_list, index).items():
+            if type(key) is int:
+                slot = (bucket, key >> _BUCKET_BITS)
+                buckets[slot] = buckets.get(slot, 0) + count
+            elif key is not None:
+                keys.append((name, key, count))
+    keys += [(bucket, key, count) for (bucket, key), count in buckets.items()]
+    traces = _count(row_list, _TRACE)
+    traces.pop(None, None)
+    first = last = None
+    for row in row_list:
+        ts = (<tuple>row)[1]
+        if first is None:
+            first = last = ts
+        elif ts < first:
+            first = ts
+        elif ts > last:
+            last = ts
+    if first is None:
+        raise ValueError("segment_index() of no rows")
+    return keys, list(traces), first, last

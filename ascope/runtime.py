@@ -584,6 +584,10 @@ if _speedups is not None:
     # Events appended untracked by the collector (_pipeline keeps the Python one as
     # PURE_EMIT_EVENT); modules that bound it before this point are rebound too.
     _pipeline.emit_event = _report._emit = _speedups.emit_event
+    # The SQLite store's segment index (the Python one stays as python_segment_index).
+    from .sinks import _sqlite
+
+    _sqlite._segment_index = _speedups.segment_index
     for _name, _pure in PURE_PYTHON.items():
         _compiled = getattr(_speedups, _name)
         _compiled.__doc__ = _pure.__doc__

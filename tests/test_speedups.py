@@ -528,6 +528,43 @@ def test_ring_events_and_writer_rows_are_not_walked_by_the_collector() -> None:
     assert rows[2][7] == {"k": [1]}
 
 
+# -- the SQLite store's segment index ------------------------------------------------------------
+
+
+def _index_rows() -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    for n in range(300):  # runs of one id and one trace, across bucket boundaries
+        cid = 1_000 + n // 3
+        rows.append(("function_entry", 5_000 - n, 4, cid, cid - 1 if n % 4 else None,
+                     n // 50, f"trace-{n // 7}" if n % 5 else None, []))
+    rows += [  # ids of every kind a store can hold, in runs and alone
+        ("custom", 7, 7, "by-hand", "by-hand", None, None, {}),
+        ("custom", 7, 7, "by-hand", 1.0, True, 42, {}),  # 1.0 == 1, True == 1
+        ("custom", 9, 9, 1, 1, 1, 42, {}),
+        ("custom", 9, 9, -(2**63), 2**63 - 1, -1, "", {}),
+        ("ascope_error", 0, 0, None, None, None, None, {}),
+        ("custom", 3, 3, (1, 2), None, 10**30, ("t",), {}),
+    ]
+    return rows
+
+
+@needs_compiled
+def test_compiled_segment_index_is_the_stores_and_indexes_what_the_python_one_does() -> None:
+    from ascope.sinks import _sqlite
+
+    assert _sqlite._segment_index is speedups.segment_index
+    rows = _index_rows()
+    negative = [("custom", n, n, -n * 300, -1 - n, -(2**63) + n, None, {}) for n in range(20)]
+    for batch in (rows, rows[:1], rows[::-1], rows[290:], list(reversed(rows[:40])),
+                  negative + rows[:30]):
+        assert speedups.segment_index(batch) == _sqlite.python_segment_index(batch)
+    assert speedups.segment_index(tuple(rows)) == _sqlite.python_segment_index(tuple(rows))
+    with pytest.raises(ValueError):
+        _sqlite.python_segment_index([])
+    with pytest.raises(ValueError):
+        speedups.segment_index([])
+
+
 # -- the database integrations' query start and end --------------------------------------------
 
 _QUERIES: list[tuple[Any, Any, Any, Any]] = [  # statement, params, database, rows

@@ -200,9 +200,18 @@ def encode_segment(rows: Sequence[Row]) -> Encoded:
 
 
 def _encode(rows: Sequence[Row]) -> Encoded:
-    # The rows are the stored events already: one orjson call; counting with Counter over
-    # itemgetter keeps the per-event work in C.
+    # The rows are the stored events already: one orjson call.
     body = orjson.dumps(rows).decode()
+    return (body, *_segment_index(rows))
+
+
+Index = tuple[list[tuple[str, Any, int]], list[str], int, int]
+
+
+def python_segment_index(rows: Sequence[Row]) -> Index:
+    """A segment's (key_type, key, count) rows, its trace ids in the order they first
+    appear, and its first and last ts_ns. ``ascope._speedups.segment_index`` is the same
+    code compiled (counting in C, without an ``itemgetter`` call per row and key)."""
     keys = [(name, key, count) for name, index in KEYS
             for key, count in Counter(map(itemgetter(index), rows)).items() if key is not None]
     buckets: Counter[tuple[str, int]] = Counter()
@@ -216,7 +225,10 @@ def _encode(rows: Sequence[Row]) -> Encoded:
     traces = dict.fromkeys(map(itemgetter(TRACE), rows))
     traces.pop(None, None)
     times = list(map(itemgetter(1), rows))
-    return body, keys, list(traces), min(times), max(times)
+    return keys, list(traces), min(times), max(times)
+
+
+_segment_index = python_segment_index  # ascope.runtime puts the compiled one in its place
 
 
 def fingerprint(trace_id: Any) -> bytes:
