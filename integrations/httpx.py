@@ -34,6 +34,7 @@ calls drop it too.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -111,12 +112,16 @@ class _Body:
         self.status = status
         self.headers_ns = headers_ns
         self.size = 0
-        self.done = False
+        # Taken by the first finish() and never released: the end is recorded once even
+        # when a sync response is read to its end in one thread and closed in another.
+        # A check-then-set of a flag can let both through (a thread switch between the two
+        # under a tracer, or no GIL at all); a non-blocking acquire is an atomic
+        # test-and-set on every build, and the second caller returns at once, as before.
+        self.done = threading.Lock()
 
     def finish(self, error: BaseException | None) -> None:
-        if self.done:
+        if not self.done.acquire(blocking=False):
             return
-        self.done = True
         try:
             if _c.STATE.on:
                 now = _now()

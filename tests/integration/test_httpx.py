@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import ascope.integrations
@@ -28,6 +29,7 @@ uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
 
 from ascope.integrations._redact import redact_url  # noqa: E402
+from ascope.integrations.httpx import _Body  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import (  # noqa: E402
@@ -261,6 +263,87 @@ def test_a_sync_stream_ends_when_the_reader_is_done() -> None:
     assert received == CHUNK * 3 and current == outer
     data = completion(captured.events)
     assert data["size"] == 3000 and data["duration_ns"] >= 2 * PAUSE * 1e9 > data["headers_ns"]
+
+
+class _Lockstep:
+    """A deterministic interleaving of two threads in one function (``code``): traced with
+    ``trace`` (``sys.settrace`` on each thread), each line of it waits until the other
+    thread has run as many of its lines or has returned from it, so the two run it side by
+    side, line by line, as thread switches at the worst moments would (or two cores on a
+    free-threaded build). A wait gives up after ``timeout``, so a version of the function
+    that makes one thread wait for the other cannot hang the test."""
+
+    def __init__(self, code: Any, timeout: float = 5.0) -> None:
+        self.code = code
+        self.timeout = timeout
+        self.entered = threading.Event()
+        self._changed = threading.Condition()
+        self._lines: dict[int, int] = {}
+        self._returned: set[int] = set()
+
+    def trace(self, frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not self.code:
+            return None
+        self.entered.set()
+        return self._step
+
+    def _step(self, frame: Any, event: str, arg: Any) -> Any:
+        me = threading.get_ident()
+        with self._changed:
+            if event == "line":
+                line = self._lines[me] = self._lines.get(me, 0) + 1
+                self._changed.notify_all()
+                self._changed.wait_for(lambda: any(
+                    other != me and (count >= line or other in self._returned)
+                    for other, count in self._lines.items()), self.timeout)
+            elif event == "return":
+                self._returned.add(me)
+                self._changed.notify_all()
+        return self._step
+
+
+def test_a_sync_stream_read_to_its_end_while_closed_elsewhere_ends_once() -> None:
+    """The sync Client's response read to its end in one thread while another thread closes
+    it: both end the operation at the same moment (run in lockstep through its end), and it
+    is recorded exactly once; the reader gets the whole body, neither thread an error."""
+    lockstep = _Lockstep(_Body.finish.__code__)
+    failures: list[BaseException] = []
+    received: list[bytes] = []
+
+    def traced(work: Callable[[], None]) -> threading.Thread:
+        def run() -> None:
+            previous = sys.gettrace()
+            sys.settrace(lockstep.trace)
+            try:
+                work()
+            except BaseException as error:  # reported by the test's thread
+                failures.append(error)
+            finally:
+                sys.settrace(previous)
+
+        return threading.Thread(target=run)
+
+    with running(ECHO) as service, capture() as captured:
+        with httpx.Client() as client, client.stream("GET", f"{service.url}/echo") as response:
+            def read() -> None:
+                received.extend(response.iter_raw())
+
+            def close() -> None:
+                assert lockstep.entered.wait(10), "the reader did not reach the end"
+                response.close()  # while the reader is ending the operation
+
+            threads = [traced(read), traced(close)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        service.stop()
+    assert not failures and not any(thread.is_alive() for thread in threads)
+    completes = of_kind(captured.events, "http_client_complete")
+    assert len(completes) == 1, completes
+    data = completes[0].data
+    assert data["status"] == 200 and data["error"] is None
+    assert data["size"] == len(b"".join(received)) > 0
 
 
 @pytest.mark.asyncio
