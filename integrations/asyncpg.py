@@ -163,16 +163,40 @@ def _wrapper(patches: Patches, original: Any, call: str, describe: Describe, cou
         return run_query
 
     # PreparedStatement's methods are plain functions that check the connection at once
-    # (raising before any await) and return a coroutine: so is the wrapper, and the query
-    # opens when that coroutine runs.
+    # (raising before any await) and return a coroutine: so is the wrapper. Whether the
+    # query is recorded is decided when that coroutine runs, in the awaiting task, as for
+    # the connection's methods: capture may be off where it was created and on where it
+    # is awaited (``disabled()``, a task left out by sampling), or the other way round.
+    async def run_when_awaited(self: Any, args: Any, kwargs: Any, pending: _Pending) -> Any:
+        awaitable, pending.coroutine = pending.coroutine, None
+        if not (patches.active and driver_may_report()):
+            return await awaitable
+        return await observe(self, args, kwargs, awaitable)
+
+    # A coroutine never awaited warns under the driver's name, as without ascope.
+    run_when_awaited.__qualname__ = getattr(original, "__qualname__", call)
+
     @functools.wraps(original)
     def run_prepared(self: Any, *args: Any, **kwargs: Any) -> Any:
-        awaitable = original(self, *args, **kwargs)
-        if not (patches.active and driver_may_report()):
-            return awaitable
-        return observe(self, args, kwargs, awaitable)
+        return run_when_awaited(self, args, kwargs, _Pending(original(self, *args, **kwargs)))
 
     return run_prepared
+
+
+class _Pending:
+    """A prepared statement's coroutine, until the wrapper's coroutine takes it. If that
+    one never runs (its task cancelled before the first step, ``close()``), this closes
+    the driver's: left to the garbage collector, it would warn that it was never awaited,
+    which it does not without ascope."""
+
+    __slots__ = ("coroutine",)
+
+    def __init__(self, coroutine: Any) -> None:
+        self.coroutine = coroutine
+
+    def __del__(self) -> None:
+        if self.coroutine is not None:
+            self.coroutine.close()
 
 
 _patches: Patches | None = None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 import socket
 import sys
+import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,67 @@ async def test_prepared_statements_and_copy_are_recorded(connection: Any, table:
     rows = [by_id(captured.events, event.correlation_id)["query_complete"].data["rows"]
             for event in starts]
     assert rows == [3, 2]
+
+
+@pytest.mark.asyncio
+async def test_prepared_statement_capture_is_decided_where_it_is_awaited(
+        connection: Any) -> None:
+    """A prepared statement's call returns a coroutine; whether its query is recorded is
+    decided in the task that awaits it, when it does, as for the connection's methods:
+    made under ``disabled()`` (or in a task left out) and awaited with capture on, it is
+    recorded; made with capture on and awaited under ``disabled()``, it is not."""
+    statement = await connection.prepare("SELECT $1::int")
+
+    async def made_in_a_quiet_task() -> Any:
+        with ascope.disabled():
+            return statement.fetchval(3)
+
+    async with capture() as captured:
+        operation = runtime.report_function_entry("app", "handler")
+        with ascope.disabled():
+            made_quiet = statement.fetchval(1)
+        made_loud = statement.fetchrow(2)
+        from_quiet_task = await asyncio.create_task(made_in_a_quiet_task())
+        assert await made_quiet == 1
+        with ascope.disabled():
+            assert (await made_loud)[0] == 2
+        assert await from_quiet_task == 3
+        runtime.report_function_exit(operation)
+    starts = queries(captured.events)
+    assert [(e.data["metadata"]["call"], e.data["params"]) for e in starts] == [
+        ("prepared.fetchval", [1]), ("prepared.fetchval", [3])]
+    assert all(event.parent_id == operation for event in starts)
+
+
+@pytest.mark.asyncio
+async def test_prepared_statement_never_run_warns_as_without_ascope(connection: Any) -> None:
+    """A prepared statement's coroutine whose task is cancelled before it starts, or that
+    is closed, ends without a word, captured or not; one never awaited warns once, under
+    the driver's name: all as without ascope."""
+    statement = await connection.prepare("SELECT 1")
+
+    async def never_run() -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            task = asyncio.create_task(statement.fetchval())
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            statement.fetch().close()
+            del task
+            gc.collect()
+        return [str(warning.message) for warning in caught]
+
+    async with capture():
+        assert await never_run() == []
+        with ascope.disabled():
+            assert await never_run() == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        statement.fetchrow()  # never awaited
+        gc.collect()
+    assert [str(warning.message) for warning in caught] == [
+        "coroutine 'PreparedStatement.fetchrow' was never awaited"]
 
 
 @pytest.mark.asyncio
