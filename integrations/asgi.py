@@ -172,22 +172,23 @@ class _Request:
             self.disconnected = True
         return message
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        """The wrapped ``send``: a plain function returning what the server's ``send``
+        returns, except for the response's last message, whose coroutine sees how the
+        server's ``send`` ended (one awaiting layer fewer per message)."""
         kind = message["type"]
         if kind == "http.response.body":
             body = message.get("body")
             if body:
                 self.size += len(body)
             if not message.get("more_body", False) and not self.trailers:
-                await self._send_last(message)
-                return
+                return self._send_last(message)
         elif kind == "http.response.start":
             self._response_started(message)
         elif kind == "http.response.pathsend" or (
                 kind == "http.response.trailers" and not message.get("more_trailers", False)):
-            await self._send_last(message)
-            return
-        await self._send(message)
+            return self._send_last(message)
+        return self._send(message)
 
     async def _send_last(self, message: Message) -> None:
         try:
