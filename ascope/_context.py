@@ -162,3 +162,9 @@ def new_trace_id() -> str:
     """
     # One 128-bit int, as 16 bytes in hex: half the cost of formatting it with "032x".
     return ((time.time_ns() // 1_000_000) << 80 | _random_bits(80)).to_bytes(16, "big").hex()
+
+
+#: The Python ``new_trace_id``; ascope.runtime puts the compiled one (ascope._speedups: the
+#: same layout, the random part from a splitmix64 sequence seeded from os.urandom and
+#: reseeded in forked children) in its place where it is built.
+PURE_NEW_TRACE_ID = new_trace_id

@@ -15,9 +15,10 @@ from cpython.object cimport PyObject
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 import asyncio
+import os
 from collections import deque
 
 from ascope import _context as _c
@@ -45,6 +46,10 @@ cdef extern from "Python.h":
 cdef extern from *:
     const char *ASCOPE_SOURCE_HASH  # defined by setup.py: the sha256 of this file
 
+cdef extern from "Python.h":
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void *PyUnicode_DATA(object text)
+
 #: The hash of the source this module was built from: the runtime uses the module only
 #: when it matches the _speedups.pyx beside it (_context.load_speedups).
 SOURCE_HASH = ASCOPE_SOURCE_HASH.decode()
@@ -71,6 +76,54 @@ cdef inline long long _now() noexcept:
 def perf_counter_ns():
     """This module's clock: the same as ``time.perf_counter_ns()``."""
     return _now()
+
+
+# -- trace ids (_context.new_trace_id) -------------------------------------------------------
+
+cdef unsigned long long _trace_state = 0
+cdef const char *_HEX_DIGITS = b"0123456789abcdef"
+
+
+def reseed_trace_ids():
+    """A new random start for trace ids: at import, and in a forked child (which would
+    otherwise make the same ids as its parent)."""
+    global _trace_state
+    _trace_state = int.from_bytes(os.urandom(8), "little")
+
+
+reseed_trace_ids()
+_c._after_reseed.append(reseed_trace_ids)
+
+
+cdef inline unsigned long long _random64() noexcept:
+    # splitmix64: a counter through a 64-bit mix, so a process's ids never repeat (a
+    # bijection of the counter) and are uniform in every bit; processes start at random.
+    global _trace_state
+    _trace_state += 0x9E3779B97F4A7C15ULL
+    cdef unsigned long long z = _trace_state
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+def new_trace_id():
+    """See ascope._context.new_trace_id: 12 hex digits of the time in milliseconds, then
+    20 random ones (80 bits), written straight into the string."""
+    cdef timespec ts
+    cdef unsigned long long high, low
+    cdef int i
+    clock_gettime(CLOCK_REALTIME, &ts)
+    high = <unsigned long long>ts.tv_sec * 1000ULL + <unsigned long long>ts.tv_nsec // 1000000ULL
+    high = (high & 0xFFFFFFFFFFFFULL) << 16 | (_random64() & 0xFFFFULL)  # 48 + 16 bits
+    low = _random64()  # the last 64 bits: what sampling decides on
+    text = PyUnicode_New(32, 127)
+    cdef unsigned char *out = <unsigned char *>PyUnicode_DATA(text)
+    for i in range(16):
+        out[15 - i] = _HEX_DIGITS[high & 15]
+        high >>= 4
+        out[31 - i] = _HEX_DIGITS[low & 15]
+        low >>= 4
+    return text
 
 
 cdef inline object _args(object args):

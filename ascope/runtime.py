@@ -584,6 +584,8 @@ if _speedups is not None:
     # Events appended untracked by the collector (_pipeline keeps the Python one as
     # PURE_EMIT_EVENT); modules that bound it before this point are rebound too.
     _pipeline.emit_event = _report._emit = _speedups.emit_event
+    # New trace ids written in C (_context keeps the Python one as PURE_NEW_TRACE_ID).
+    _c.new_trace_id = _speedups.new_trace_id
     # The SQLite store's segment index (the Python one stays as python_segment_index).
     from .sinks import _sqlite
 

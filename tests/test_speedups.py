@@ -528,6 +528,50 @@ def test_ring_events_and_writer_rows_are_not_walked_by_the_collector() -> None:
     assert rows[2][7] == {"k": [1]}
 
 
+# -- trace ids ------------------------------------------------------------------------------------
+
+
+@needs_compiled
+def test_compiled_trace_ids_have_the_python_ones_layout() -> None:
+    """Both make 32 lowercase hex digits: the time in milliseconds, then 80 random bits,
+    never repeating; the compiled one is the runtime's."""
+    import re
+
+    assert _context.new_trace_id is speedups.new_trace_id
+    before = time.time_ns() // 1_000_000
+    compiled = [speedups.new_trace_id() for _ in range(20_000)]
+    pure = _context.PURE_NEW_TRACE_ID()
+    after = time.time_ns() // 1_000_000
+    assert len(set(compiled)) == len(compiled)
+    for trace_id in (*compiled[:100], compiled[-1], pure):
+        assert re.fullmatch("[0-9a-f]{32}", trace_id)
+        assert before <= int(trace_id[:12], 16) <= after
+    # The random part is uniform: the sampling decision (its low 56 bits) keeps ~10%.
+    kept = sum(int(trace_id[-14:], 16) < 0.1 * 2**56 for trace_id in compiled)
+    assert 0.08 * len(compiled) < kept < 0.12 * len(compiled)
+
+
+@needs_compiled
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_makes_trace_ids_of_its_own() -> None:
+    """The random part restarts at random in a forked child: without that, parent and
+    child would make the same ids in the same millisecond."""
+    speedups.new_trace_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, then out without running the parent's exits
+        try:
+            os.write(write, ",".join(speedups.new_trace_id() for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    parent = {speedups.new_trace_id()[12:] for _ in range(50)}
+    with os.fdopen(read) as pipe:
+        child = {trace_id[12:] for trace_id in pipe.read().split(",")}
+    os.waitpid(pid, 0)
+    assert len(child) == 50 and not parent & child
+
+
 # -- the SQLite store's segment index ------------------------------------------------------------
 
 
