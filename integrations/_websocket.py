@@ -139,12 +139,14 @@ class _Channel:
         _emit("channel_message_start", now, frame,
               (self.path, event, {"size": size, "data": data, "index": self.received}))
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        """The wrapped ``send``: a plain function returning the server's awaitable (no
+        coroutine of its own per message sent)."""
         try:
             self._sending(message)
         except Exception:
             _internal_error()
-        await self._send(message)
+        return self._send(message)
 
     def _sending(self, message: Message) -> None:
         kind = message.get("type")
