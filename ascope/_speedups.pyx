@@ -358,7 +358,6 @@ cdef object _current_task = _tasks._current_task
 cdef object _ring_of = _pipeline.ring_of
 cdef dict _rings = _pipeline._rings
 cdef object _coroutine_name = _tasks._coroutine_name
-cdef object _emit_event = _pipeline.emit_event
 
 
 cdef class TaskFactory:
@@ -434,9 +433,9 @@ cdef class TaskFactory:
         except BaseException as error:
             if recorded:
                 now = _now()
-                _emit_event("task_exit", now, child,
-                      ("not_created", now - start, type(error).__qualname__,
-                       kwargs.get("name")))
+                _append(child[8], _event("task_exit", now, child,
+                                         ("not_created", now - start,
+                                          type(error).__qualname__, kwargs.get("name"))))
             raise
         if recorded:
             if task.done():

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _context as _c
-from . import _events, _pipeline, _report, _values
+from . import _events, _pipeline, _report, _report_data, _report_web, _values
 from ._pipeline import append_slow as _append_slow
 
 __all__ = [
@@ -582,8 +582,10 @@ if _speedups is not None:
     # The writer's row building (ascope._events keeps the Python one as PURE_BUILD_ROWS).
     _events.build_rows = _speedups.build_rows
     # Events appended untracked by the collector (_pipeline keeps the Python one as
-    # PURE_EMIT_EVENT); modules that bound it before this point are rebound too.
-    _pipeline.emit_event = _report._emit = _speedups.emit_event
+    # PURE_EMIT_EVENT), in every module that bound it before this point.
+    for _module in (_report, _report_web, _report_data):
+        _module._emit = _speedups.emit_event  # type: ignore[attr-defined]
+    _pipeline.emit_event = _emit = _speedups.emit_event
     # New trace ids written in C (_context keeps the Python one as PURE_NEW_TRACE_ID).
     _c.new_trace_id = _speedups.new_trace_id
     # The SQLite store's segment index (the Python one stays as python_segment_index).

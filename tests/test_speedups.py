@@ -486,8 +486,11 @@ def test_compiled_emit_event_is_the_pipelines_and_builds_what_the_python_one_bui
     from ascope import _events, _pipeline, _report
 
     assert _pipeline.emit_event is speedups.emit_event
-    assert _report._emit is speedups.emit_event
-    assert _asgi_base._emit is speedups.emit_event
+    # Every module that holds it under a name of its own holds the compiled one.
+    holders = [module for name, module in list(sys.modules.items())
+               if name.startswith("ascope") and callable(getattr(module, "_emit", None))]
+    assert {_report, _asgi_base, rt} <= set(holders)
+    assert all(module._emit is speedups.emit_event for module in holders), holders
 
     def ring_events(emit: Callable[..., Any]) -> list[tuple[Any, ...]]:
         ring = _pipeline.Ring(None, 64, "drop_oldest", 1.0, "test")
@@ -549,6 +552,28 @@ def test_compiled_trace_ids_have_the_python_ones_layout() -> None:
     # The random part is uniform: the sampling decision (its low 56 bits) keeps ~10%.
     kept = sum(int(trace_id[-14:], 16) < 0.1 * 2**56 for trace_id in compiled)
     assert 0.08 * len(compiled) < kept < 0.12 * len(compiled)
+
+
+@pytest.mark.parametrize("implementation", ["python", "compiled"])
+def test_trace_ids_neither_follow_nor_move_the_programs_random_numbers(
+        implementation: str) -> None:
+    """A program that seeds ``random`` gets its own numbers, trace ids or not, and ascope's
+    trace and span ids do not repeat after it seeds again."""
+    import random
+
+    from ascope.integrations import _traceparent
+
+    if implementation == "compiled" and speedups is None:
+        pytest.skip("ascope._speedups not in use")
+    make = speedups.new_trace_id if implementation == "compiled" else _context.PURE_NEW_TRACE_ID
+    random.seed(1234)
+    expected = random.random()
+    random.seed(1234)
+    first = make(), _traceparent.new_span_id()
+    assert random.random() == expected
+    random.seed(1234)
+    again = make(), _traceparent.new_span_id()
+    assert first[0] != again[0] and first[1] != again[1]
 
 
 @needs_compiled
