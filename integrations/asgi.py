@@ -175,19 +175,26 @@ class _Request:
     def send(self, message: Message) -> Awaitable[None]:
         """The wrapped ``send``: a plain function returning what the server's ``send``
         returns, except for the response's last message, whose coroutine sees how the
-        server's ``send`` ended (one awaiting layer fewer per message)."""
-        kind = message["type"]
-        if kind == "http.response.body":
-            body = message.get("body")
-            if body:
-                self.size += len(body)
-            if not message.get("more_body", False) and not self.trailers:
+        server's ``send`` ended (one awaiting layer fewer per message). A message it
+        cannot read (not a mapping, no type, a body without a length) goes to the
+        server's ``send`` as it is, which says what is wrong where it would have said
+        so without ascope: when awaited."""
+        try:
+            kind = message["type"]
+            if kind == "http.response.body":
+                body = message.get("body")
+                if body:
+                    self.size += len(body)
+                if not message.get("more_body", False) and not self.trailers:
+                    return self._send_last(message)
+            elif kind == "http.response.start":
+                self._response_started(message)
+            elif kind == "http.response.pathsend" or (
+                    kind == "http.response.trailers"
+                    and not message.get("more_trailers", False)):
                 return self._send_last(message)
-        elif kind == "http.response.start":
-            self._response_started(message)
-        elif kind == "http.response.pathsend" or (
-                kind == "http.response.trailers" and not message.get("more_trailers", False)):
-            return self._send_last(message)
+        except Exception:
+            pass
         return self._send(message)
 
     async def _send_last(self, message: Message) -> None:

@@ -535,6 +535,47 @@ def test_lifespan_and_unknown_scope_types_pass_through_untouched() -> None:
     assert [e.kind for e in captured.events if e.kind.startswith(("http", "channel"))] == []
 
 
+@pytest.mark.parametrize("message", [
+    {"status": 200},  # no type
+    "not a mapping",
+    {"type": "http.response.body", "body": object()},  # a body without a length
+])
+def test_a_message_the_wrapped_send_cannot_read_fails_where_it_would_without_ascope(
+        message: Any) -> None:
+    """The wrapped ``send`` returns the server's awaitable: an app that makes it first and
+    awaits it later sees the server's own error, at the await, with or without ascope."""
+    class ServerError(Exception):
+        pass
+
+    async def server_send(message: Any) -> None:
+        raise ServerError(repr(message))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    outcomes: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pending = send(message)  # made here, awaited below
+        outcomes.append("made")
+        try:
+            await pending
+        except ServerError:
+            outcomes.append("server error at await")
+
+    async def drive(asgi: Any) -> None:
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [],
+                 "query_string": b""}
+        await asgi(scope, receive, server_send)
+
+    asyncio.run(drive(app))
+    bare = list(outcomes)
+    outcomes.clear()
+    with ascope.testing.capture():
+        asyncio.run(drive(AscopeMiddleware(app, enable=False, integrations=False)))
+    assert bare == outcomes == ["made", "server error at await"]
+
+
 def test_endpoints_option_false_records_no_endpoint_but_keeps_the_route() -> None:
     """``endpoints=False``: no endpoint events (even though another middleware wrapped the
     route classes), and the request still names its route (read from the scope)."""
