@@ -28,7 +28,11 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
-_random_bits = random.getrandbits
+# Trace and span ids come from a generator of ascope's own: one the program seeds
+# (random.seed) would repeat them, and taking them from its stream would change the numbers
+# the program draws. Seeded from os.urandom, and again in a forked child (reseed_ids).
+_random = random.Random()
+_random_bits = _random.getrandbits
 
 # Frame field positions.
 CID = 0
@@ -86,6 +90,7 @@ def reseed_ids() -> None:
     global ids, task_ids
     ids = _id_counter()
     task_ids = _id_counter()
+    _random.seed()
     for rebind in _after_reseed:
         rebind()
 
@@ -156,9 +161,9 @@ def new_trace_id() -> str:
     The first 12 digits are the time in milliseconds (as in a UUIDv7 or an X-Ray trace
     id), the other 20 random: ids made close in time sort close together (the store finds
     traces by fingerprint, so it no longer depends on that, but a listing sorted by id
-    is in time order). 80 random bits per millisecond keep them unique;
-    ``random.getrandbits`` because they need to be unique, not secret, and it is several
-    times cheaper than ``os.urandom`` (the random module reseeds after a fork).
+    is in time order). 80 random bits per millisecond keep them unique; ascope's own
+    ``random.Random`` because they need to be unique, not secret, and it is several times
+    cheaper than ``os.urandom`` (reseeded in a forked child: ``reseed_ids``).
     """
     # One 128-bit int, as 16 bytes in hex: half the cost of formatting it with "032x".
     return ((time.time_ns() // 1_000_000) << 80 | _random_bits(80)).to_bytes(16, "big").hex()

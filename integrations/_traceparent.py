@@ -10,7 +10,6 @@ the trace on.
 
 from __future__ import annotations
 
-import random
 from typing import NamedTuple
 
 from ascope import _context as _c
@@ -19,10 +18,10 @@ _HEX = frozenset("0123456789abcdef")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
-# Trace and span ids need to be unique, not secret: random.getrandbits is several times
-# cheaper than secrets/os.urandom (a syscall) on the per-request path, and the random
-# module reseeds itself in forked children.
-_bits = random.getrandbits
+# Trace and span ids need to be unique, not secret: a random.Random's getrandbits is
+# several times cheaper than secrets/os.urandom (a syscall) on the per-request path. The
+# generator is ascope's own (ascope/_context.py: not the program's, reseeded after fork).
+_bits = _c._random_bits
 
 
 class TraceParent(NamedTuple):
