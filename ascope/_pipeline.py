@@ -277,8 +277,11 @@ class _Barrier:
 
 
 _STOP = object()
-# Events built and written at a time: their rows (~2 objects an event) stay under the
-# collector's young threshold (700 allocations).
+# Events built and written at a time. A chunk's rows are 2 new objects an event, and
+# the payloads' dict and tuple copies ~1.5 more for a web request's events: ~900 for a
+# chunk of those, around the collector's young threshold (700 allocations) rather than
+# the thousands of a whole drain. Smaller chunks mean more segments and commits (measured
+# in docs/performance.md).
 DELIVERY_CHUNK = 256
 
 
@@ -378,8 +381,9 @@ class Writer:
         """Build and write ``batch`` in chunks of ``DELIVERY_CHUNK`` events, each chunk's
         rows gone before the next is built (the SQLite store writes a segment a chunk).
 
-        A drain can hold thousands of events; built at once, their rows (two objects an
-        event) would set off young collections on this thread every few hundred events,
+        A drain can hold thousands of events; built at once, their rows (two to four
+        objects an event) would set off young collections on this thread every few hundred
+        events,
         each promoting whatever the program's requests hold at that moment: that, not the
         rows, is what brings on full collections (docs/performance.md).
         """

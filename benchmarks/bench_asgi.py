@@ -27,7 +27,8 @@ out costs).
 Besides req/s, each server's CPU time per request (from ``/proc``) is printed: steadier
 than req/s when other tenants of a shared machine take CPU from the server. So is its
 garbage collection (``gc.callbacks``, read from the server between runs): CPU per request
-spent in collections, full collections per 10,000 requests, and the longest collection.
+spent in collections, full collections per 10,000 requests, and the CPU time of the longest
+collection (the loop stands still at least that long).
 
 The whole run is bounded: rounds x variants x (duration + 1 s warm-up) plus start-up.
 """
@@ -93,7 +94,7 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1,
 
     async def collections(request: Any) -> JSONResponse:  # read by the driver: GC_STATS
         totals = {"runs": GC_STATS[:3], "ns": sum(GC_STATS[3:6]), "max_ns": GC_STATS[6]}
-        GC_STATS[6] = 0  # the longest pause since the last read
+        GC_STATS[6] = 0  # the longest collection (its CPU time) since the last read
         return JSONResponse(totals)
 
     app = Starlette(routes=[Route("/items/{item_id:int}", item), Route("/gc", collections)],
@@ -328,8 +329,8 @@ def main() -> None:
         print(f"{variant:<16} {median_cpu:>14.1f} {base_cpu / median_cpu:>7.3f}x  "
               + " ".join(f"{c:.1f}" for c in cpu_us[variant]))
     # Garbage collection in the measured runs: CPU in collections per request, full
-    # (generation 2) collections per 10,000 requests, and the longest collection (a pause
-    # of the whole event loop).
+    # (generation 2) collections per 10,000 requests, and the CPU time of the longest
+    # collection (the whole event loop stands still at least that long).
     print(f"\n{'variant':<16} {'GC us/request':>13} {'full GCs/10k':>12} {'longest ms':>10}")
     for variant in variants:
         print(f"{variant:<16} {statistics.median(gc_us[variant]):>13.2f} "
