@@ -145,6 +145,48 @@ def test_importing_ascope_imports_no_integrated_library() -> None:
     assert output.strip() == "[]"
 
 
+_LAZY = """
+import json, logging, sys
+import ascope.integrations as registry
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="LOG %(message)s")
+libraries = ("sqlalchemy", "asyncpg", "httpx")
+on = registry.enable()
+report = {"enabled": sorted(on), "imported": [m for m in libraries if m in sys.modules]}
+registry.disable("asyncpg")
+import sqlalchemy  # the program imports it: installed now
+report["installed after import"] = sorted(registry._enabled)
+def broken():
+    raise AttributeError("moved")
+sys.modules["ascope.integrations.httpx"] = type(sys)("stand-in")
+sys.modules["ascope.integrations.httpx"].install = broken
+import httpx  # its integration fails to install: logged, the import goes on
+import asyncpg  # disabled before its import: nothing installed
+report["finally"] = sorted(registry._enabled)
+report["on"] = sorted(registry.enabled())
+print(json.dumps(report))
+"""
+
+
+def test_enable_without_names_installs_each_integration_when_its_library_is_imported(
+) -> None:
+    """``enable()`` imports no library the program has not imported: each integration is
+    installed when the program imports its library, unless disabled before; one that
+    fails to install then is logged, and the program's import goes on."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", _LAZY], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    *logs, last = done.stdout.strip().splitlines()
+    report = json.loads(last)
+    assert report["enabled"] == ["asyncpg", "httpx", "sqlalchemy", "sqlite"]
+    assert report["imported"] == []
+    assert report["installed after import"] == ["sqlalchemy", "sqlite"]
+    assert report["finally"] == ["sqlalchemy", "sqlite"]
+    assert report["on"] == ["sqlalchemy", "sqlite"]
+    assert any("'httpx' could not be enabled" in line for line in logs), logs
+
+
 def test_an_integration_that_cannot_install(monkeypatch: pytest.MonkeyPatch,
                                             caplog: pytest.LogCaptureFixture) -> None:
     """One that fails to install (its library's internals moved) raises
