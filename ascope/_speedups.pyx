@@ -19,6 +19,7 @@ from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 import asyncio
 import os
+from time import time_ns
 from collections import deque
 
 from ascope import _context as _c
@@ -86,9 +87,15 @@ cdef const char *_HEX_DIGITS = b"0123456789abcdef"
 
 def reseed_trace_ids():
     """A new random start for trace ids: at import, and in a forked child (which would
-    otherwise make the same ids as its parent)."""
+    otherwise make the same ids as its parent). Without ``os.urandom`` (no entropy source)
+    the process id and the clocks are mixed into the state instead, as ``random.seed()``
+    does: never the parent's sequence."""
     global _trace_state
-    _trace_state = int.from_bytes(os.urandom(8), "little")
+    try:
+        _trace_state = int.from_bytes(os.urandom(8), "little")
+    except Exception:
+        _trace_state ^= ((<unsigned long long>os.getpid() << 40) ^ <unsigned long long>_now()
+                         ^ (<unsigned long long>time_ns() * 0x9E3779B97F4A7C15ULL))
 
 
 reseed_trace_ids()

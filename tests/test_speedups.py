@@ -578,12 +578,21 @@ def test_trace_ids_neither_follow_nor_move_the_programs_random_numbers(
 
 @needs_compiled
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_makes_trace_ids_of_its_own() -> None:
+@pytest.mark.parametrize("entropy", ["os.urandom", "none in the child"])
+def test_a_forked_child_makes_trace_ids_of_its_own(entropy: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The random part restarts at random in a forked child: without that, parent and
-    child would make the same ids in the same millisecond."""
+    child would make the same ids in the same millisecond. Without an entropy source
+    the child mixes its process id and the clocks in instead."""
+    def no_entropy(size: int) -> bytes:
+        raise NotImplementedError("no entropy source")
+
     speedups.new_trace_id()
     read, write = os.pipe()
+    if entropy != "os.urandom":
+        monkeypatch.setattr(os, "urandom", no_entropy)
     pid = os.fork()
+    monkeypatch.undo()
     if pid == 0:  # the child: its next ids, then out without running the parent's exits
         try:
             os.write(write, ",".join(speedups.new_trace_id() for _ in range(50)).encode())
