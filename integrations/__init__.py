@@ -51,9 +51,12 @@ _KNOWN: dict[str, tuple[str, str]] = {
 
 logger = logging.getLogger("ascope")
 
+# Held to change what is on, never while importing: a post-import hook (_imported) runs
+# inside the program's import, holding that module's import lock, and takes this one.
 _lock = threading.Lock()
 _enabled: dict[str, ModuleType] = {}
 _waiting: set[str] = set()  # enabled, to be installed when the program imports the library
+_hooked: set[str] = set()  # a post-import hook registered and not yet run
 
 
 def known() -> tuple[str, ...]:
@@ -77,7 +80,8 @@ def enable(*names: str) -> frozenset[str]:
 
     Raises ``ascope.ConfigurationError`` for a name ascope does not know or whose library
     is not installed (nothing is enabled then), or one that fails to install. Without
-    names, an integration that fails to install is logged and skipped.
+    names, an integration that fails to install is logged and skipped, and one whose
+    library the program has not imported yet is installed when it does.
     """
     explicit = bool(names)
     chosen = _check(names) if explicit else available()
@@ -86,54 +90,23 @@ def enable(*names: str) -> frozenset[str]:
             raise ConfigurationError(
                 "integrations", f"{name!r} needs the {_KNOWN[name][1]!r} library, which is "
                                 "not installed")
-    with _lock:
-        for name in chosen:
-            if name in _enabled:
+    for name in chosen:
+        if name in _enabled:
+            continue
+        if explicit or _KNOWN[name][1] in sys.modules:
+            module = _load(name, explicit)
+            if module is not None:
+                _activate(name, module, explicit)
+            continue
+        with _lock:
+            if name in _enabled or name in _waiting:
                 continue
-            if explicit:
-                _waiting.discard(name)  # named: installed now, whatever was waiting
-                _install(name, explicit)
-            elif name not in _waiting:
-                library = _KNOWN[name][1]
-                if library in sys.modules:
-                    _install(name, explicit)
-                else:
-                    _waiting.add(name)
-                    wrapt.register_post_import_hook(functools.partial(_imported, name),
-                                                    library)
-        return enabled()
-
-
-def _install(name: str, explicit: bool) -> None:
-    try:
-        module = importlib.import_module(f"{__name__}.{_KNOWN[name][0]}")
-        module.install()
-    except Exception as error:
-        # A library version whose internals moved: asked for by name, say so; swept up
-        # by enable() (or installed on import), leave the app running without that one.
-        if explicit:
-            raise ConfigurationError(
-                "integrations", f"{name!r} could not be enabled: {error!r}") from error
-        logger.warning("ascope: integration %r could not be enabled: %r", name, error)
-        return
-    _enabled[name] = module
-
-
-def _imported(name: str, library: ModuleType) -> None:
-    """The post-import hook: the program has imported ``name``'s library.
-
-    It runs inside the program's import, holding that module's import lock, so it takes
-    no lock of ours (``enable()`` can hold ours while importing): claiming the name is
-    one atomic ``set.remove``.
-    """
-    try:
-        _waiting.remove(name)
-    except KeyError:  # disabled since, or installed by a named enable()
-        return
-    try:
-        _install(name, explicit=False)  # a failure is logged, never raised into the import
-    except Exception:
-        logger.exception("ascope: integration %r could not be enabled", name)
+            _waiting.add(name)
+            if name not in _hooked:  # one hook per library, however often enabled
+                _hooked.add(name)
+                wrapt.register_post_import_hook(functools.partial(_imported, name),
+                                                _KNOWN[name][1])
+    return enabled()
 
 
 def disable(*names: str) -> frozenset[str]:
@@ -149,6 +122,56 @@ def disable(*names: str) -> frozenset[str]:
             if module is not None:
                 module.uninstall()
         return enabled()
+
+
+def _load(name: str, explicit: bool) -> ModuleType | None:
+    """The integration's module, imported without our lock held: its library first, so a
+    thread that finds another importing it waits for that import (and its hook) to end."""
+    try:
+        importlib.import_module(_KNOWN[name][1])
+        return importlib.import_module(f"{__name__}.{_KNOWN[name][0]}")
+    except Exception as error:
+        _failed(name, explicit, error)
+        return None
+
+
+def _activate(name: str, module: ModuleType, explicit: bool,
+              if_waiting: bool = False) -> None:
+    """Install a loaded integration once (under the lock, which ``disable`` takes too);
+    ``if_waiting``: only if it is still waiting (not disabled since)."""
+    with _lock:
+        if name in _enabled or (if_waiting and name not in _waiting):
+            return
+        _waiting.discard(name)  # installed now, or not on at all
+        try:
+            module.install()
+        except Exception as error:
+            _failed(name, explicit, error)
+            return
+        _enabled[name] = module
+
+
+def _failed(name: str, explicit: bool, error: Exception) -> None:
+    # A library version whose internals moved: asked for by name, say so; swept up by
+    # enable() (or installed on import), leave the program running without that one.
+    if explicit:
+        raise ConfigurationError(
+            "integrations", f"{name!r} could not be enabled: {error!r}") from error
+    logger.warning("ascope: integration %r could not be enabled: %r", name, error)
+
+
+def _imported(name: str, library: ModuleType) -> None:
+    """The post-import hook: the program has imported ``name``'s library. It runs inside
+    that import; nothing here raises into it."""
+    try:
+        _hooked.discard(name)
+        if name not in _waiting:  # disabled since, or installed by a named enable()
+            return
+        module = _load(name, explicit=False)
+        if module is not None:
+            _activate(name, module, explicit=False, if_waiting=True)
+    except Exception:
+        logger.exception("ascope: integration %r could not be enabled", name)
 
 
 def _check(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -34,6 +34,12 @@ from ascope._context import STATE
 from ._patch import Patches
 from ._queries import complete, driver_may_report, start
 
+_aiosqlite_core: Any
+try:  # optional; imported with this module, not by install() (the registry's lock is held)
+    import aiosqlite.core as _aiosqlite_core
+except ImportError:
+    _aiosqlite_core = None
+
 __all__ = ["install", "uninstall"]
 
 LIBRARY = "sqlite3"
@@ -261,12 +267,8 @@ def install() -> None:
     patches.wrap(sqlite3, "connect", functools.partial(_make_connect, patches))
     if sqlite3.dbapi2 is not sqlite3:
         patches.wrap(sqlite3.dbapi2, "connect", functools.partial(_make_connect, patches))
-    try:
-        import aiosqlite.core  # optional: only when it is installed
-    except ImportError:
-        pass
-    else:
-        patches.wrap(aiosqlite.core.Connection, "_execute",
+    if _aiosqlite_core is not None:
+        patches.wrap(_aiosqlite_core.Connection, "_execute",
                      functools.partial(_make_aiosqlite_execute, patches))
     patches.active = True
     _patches = patches
