@@ -102,10 +102,14 @@ def enable(*names: str) -> frozenset[str]:
             if name in _enabled or name in _waiting:
                 continue
             _waiting.add(name)
-            if name not in _hooked:  # one hook per library, however often enabled
-                _hooked.add(name)
-                wrapt.register_post_import_hook(functools.partial(_imported, name),
-                                                _KNOWN[name][1])
+            hook = name not in _hooked  # one hook per library, however often enabled
+            _hooked.add(name)
+        if hook:
+            # Outside the lock: wrapt runs the hook at once if the library reached
+            # sys.modules since it was looked for (another thread importing it), and the
+            # hook takes the lock.
+            wrapt.register_post_import_hook(functools.partial(_imported, name),
+                                            _KNOWN[name][1])
     return enabled()
 
 

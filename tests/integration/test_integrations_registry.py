@@ -225,6 +225,28 @@ def test_an_import_racing_a_named_enable_installs_once_and_disables_cleanly() ->
         assert "could not be enabled" not in out + err
 
 
+_LATE = """
+import importlib, sys, wrapt
+import ascope.integrations as registry
+register = wrapt.register_post_import_hook
+def late(hook, name):  # another thread's import lands between the look and the hook
+    importlib.import_module(name)
+    return register(hook, name)  # the library is there: wrapt runs the hook at once
+wrapt.register_post_import_hook = late
+registry.enable()
+print(sorted(registry._enabled))
+"""
+
+
+def test_a_library_imported_while_enable_looks_is_installed_without_a_deadlock() -> None:
+    """wrapt runs a hook at once when its library is already imported; ``enable()``
+    registers hooks without holding the lock the hook takes."""
+    done = subprocess.run([sys.executable, "-c", _LATE], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['asyncpg',", "'httpx',", "'sqlalchemy',", "'sqlite']"]
+
+
 def test_an_integration_that_cannot_install(monkeypatch: pytest.MonkeyPatch,
                                             caplog: pytest.LogCaptureFixture) -> None:
     """One that fails to install (its library's internals moved) raises
