@@ -383,9 +383,8 @@ class Writer:
 
         A drain can hold thousands of events; built at once, their rows (two to four
         objects an event) would set off young collections on this thread every few hundred
-        events,
-        each promoting whatever the program's requests hold at that moment: that, not the
-        rows, is what brings on full collections (docs/performance.md).
+        events, each promoting whatever the program's requests hold at that moment: that,
+        not the rows, is what brings on full collections (docs/performance.md).
         """
         for start in range(0, len(batch), DELIVERY_CHUNK):
             self._deliver(ring, batch[start:start + DELIVERY_CHUNK])

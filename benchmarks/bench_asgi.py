@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from typing import Any
 
 VARIANTS = ("baseline", "ascope", "otel")
@@ -211,12 +212,8 @@ def run_wrk(port: int, duration: float, connections: int) -> tuple[float, int]:
 
 def collections(port: int) -> dict[str, Any]:
     """The server's garbage collection totals so far (see GC_STATS)."""
-    with socket.create_connection(("127.0.0.1", port), 5) as sock:
-        sock.sendall(b"GET /gc HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        response = b""
-        while chunk := sock.recv(65536):
-            response += chunk
-    return json.loads(response.split(b"\r\n\r\n", 1)[1])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/gc", timeout=5) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
 
 
 def cpu_seconds(pid: int) -> float:
