@@ -32,7 +32,7 @@ from typing import Any
 from ascope._context import STATE
 
 from ._patch import Patches
-from ._queries import complete, driver_may_report, start
+from ._queries import _open_outer, complete, driver_may_report, start
 
 _aiosqlite_core: Any
 try:  # optional; imported with this module, not by install() (the registry's lock is held)
@@ -44,11 +44,9 @@ __all__ = ["install", "uninstall"]
 
 LIBRARY = "sqlite3"
 
-_METADATA = {
-    "execute": {"system": "sqlite", "driver": "sqlite3", "call": "execute"},
-    "executemany": {"system": "sqlite", "driver": "sqlite3", "call": "executemany"},
-    "executescript": {"system": "sqlite", "driver": "sqlite3", "call": "executescript"},
-}
+_EXECUTE = {"system": "sqlite", "driver": "sqlite3", "call": "execute"}
+_EXECUTEMANY = {"system": "sqlite", "driver": "sqlite3", "call": "executemany"}
+_EXECUTESCRIPT = {"system": "sqlite", "driver": "sqlite3", "call": "executescript"}
 
 # Read by connections and cursors made while the integration was on: after disable()
 # they go on working, silently.
@@ -56,54 +54,69 @@ _active = False
 
 
 def _rows(cursor: Any) -> Any:
-    count = getattr(cursor, "rowcount", -1)
+    try:
+        count = cursor.rowcount  # a subclass's property may raise: never into the caller
+    except Exception:
+        return None
     return count if type(count) is int and count >= 0 else None
 
 
-def _reporting(cursor: Any) -> bool:
-    if not (_active and STATE.on):
-        return False
-    return getattr(cursor.connection, "_ascope_reports", False) and driver_may_report()
-
-
-def _run(cursor: Any, call: str, run: Any, sql: Any, params: Any) -> Any:
-    cid = start(sql, params, getattr(cursor.connection, "_ascope_database", None),
-                _METADATA[call])
-    if cid is None:
-        return run()
-    try:
-        result = run()
-    except BaseException as error:
-        complete(cid, sql, None, error)
-        raise
-    complete(cid, sql, _rows(cursor))
-    return result
+def _open(cursor: Any, sql: Any, params: Any, metadata: Any) -> int | None:
+    """The query operation for a statement this cursor is about to run (its id), or None:
+    not by a connection told to stay quiet (aiosqlite's thread side), nor under an outer
+    layer's open query, nor with capture off (``start`` checks that, for the task too)."""
+    connection = cursor.connection
+    if not getattr(connection, "_ascope_reports", False):
+        return None
+    if _open_outer and not driver_may_report():
+        return None
+    return start(sql, params, getattr(connection, "_ascope_database", None), metadata)
 
 
 class _CursorMixin:
-    """Records the statements a sqlite3 cursor runs (mixed in before the C cursor type)."""
+    """Records the statements a sqlite3 cursor runs (mixed in before the C cursor type).
 
-    # Not reporting (capture off, for the task or at all), the statement goes straight to
-    # sqlite3: no partial, no capture.
+    Each method is written out, not shared through a helper taking the call: this runs
+    on every statement, and a ``functools.partial`` plus a call layer cost about a
+    quarter of what recording a statement does on the caller's thread."""
+
     def execute(self, sql: Any, parameters: Any = (), /) -> Any:
-        if not _reporting(self):
+        cid = _open(self, sql, parameters, _EXECUTE) if _active and STATE.on else None
+        if cid is None:
             return super().execute(sql, parameters)  # type: ignore[misc]
-        run = functools.partial(super().execute, sql, parameters)  # type: ignore[misc]
-        return _run(self, "execute", run, sql, parameters)
+        try:
+            result = super().execute(sql, parameters)  # type: ignore[misc]
+        except BaseException as error:
+            complete(cid, sql, None, error)
+            raise
+        complete(cid, sql, _rows(self))
+        return result
 
     def executemany(self, sql: Any, seq_of_parameters: Any, /) -> Any:
-        if not _reporting(self):
-            return super().executemany(sql, seq_of_parameters)  # type: ignore[misc]
-        run = functools.partial(super().executemany, sql, seq_of_parameters)  # type: ignore[misc]
         # Only a list is captured: a generator of parameters must reach sqlite3 unconsumed.
         params = seq_of_parameters if isinstance(seq_of_parameters, (list, tuple)) else None
-        return _run(self, "executemany", run, sql, params)
+        cid = _open(self, sql, params, _EXECUTEMANY) if _active and STATE.on else None
+        if cid is None:
+            return super().executemany(sql, seq_of_parameters)  # type: ignore[misc]
+        try:
+            result = super().executemany(sql, seq_of_parameters)  # type: ignore[misc]
+        except BaseException as error:
+            complete(cid, sql, None, error)
+            raise
+        complete(cid, sql, _rows(self))
+        return result
 
     def executescript(self, sql_script: Any, /) -> Any:
-        if not _reporting(self):
+        cid = _open(self, sql_script, None, _EXECUTESCRIPT) if _active and STATE.on else None
+        if cid is None:
             return super().executescript(sql_script)  # type: ignore[misc]
-        run = functools.partial(super().executescript, sql_script)  # type: ignore[misc]
-        return _run(self, "executescript", run, sql_script, None)
+        try:
+            result = super().executescript(sql_script)  # type: ignore[misc]
+        except BaseException as error:
+            complete(cid, sql_script, None, error)
+            raise
+        complete(cid, sql_script, _rows(self))
+        return result
 
 
 class _ConnectionMixin:
@@ -113,7 +126,9 @@ class _ConnectionMixin:
     _ascope_database: Any = None
 
     def cursor(self, factory: Any = None) -> Any:
-        return super().cursor(_cursor_class(factory))  # type: ignore[misc]
+        known = _cursor_classes.get(factory)  # _cursor_class's common case, inlined
+        return super().cursor(  # type: ignore[misc]
+            known if known is not None else _cursor_class(factory))
 
     def execute(self, sql: Any, parameters: Any = (), /) -> Any:
         return self.cursor().execute(sql, parameters)

@@ -108,6 +108,29 @@ async def test_a_factory_of_the_callers_own_is_kept(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_cursor_whose_rowcount_raises_runs_unharmed(tmp_path: Path) -> None:
+    """A cursor class of the caller's whose ``rowcount`` raises: the statement runs and
+    returns as without ascope; the query is recorded without a row count."""
+    class OddCursor(sqlite3.Cursor):
+        @property
+        def rowcount(self) -> int:
+            raise RuntimeError("no row count here")
+
+    async with capture() as captured:
+        connection = sqlite3.connect(str(tmp_path / "odd.db"))
+        cursor = connection.cursor(OddCursor)
+        cursor.execute("CREATE TABLE t (id INTEGER)")
+        cursor.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+        rows = cursor.execute("SELECT id FROM t ORDER BY id").fetchall()
+        connection.close()
+    assert rows == [(1,), (2,)]
+    queries = starts(captured.events)
+    assert len(queries) == 3
+    assert [completion(captured.events, q).data["rows"] for q in queries] == [None] * 3
+    assert ascope.stats().internal_errors == 0
+
+
+@pytest.mark.asyncio
 async def test_sqlite3_error_is_recorded_and_raised_unchanged(tmp_path: Path) -> None:
     """A failing statement raises sqlite3's own exception; the query records it."""
     connection = sqlite3.connect(str(tmp_path / "e.db"))
