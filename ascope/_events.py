@@ -183,7 +183,10 @@ def build_rows(batch: Sequence[tuple[Any, ...]], wall_offset_ns: int) -> list[Ro
                 kind, ts_ns, correlation_id, parent_id, task_id, trace_id, _scope = raw[:7]
                 payload = raw[7:]
             fields = schema_get(kind)
-            if fields is None or type(payload) is dict:  # report_event: a mapping
+            # report_event's mapping, or a payload that is not a sequence of the kind's
+            # values: recorded whole, and never iterated here (an iterator the program
+            # still holds would be used up by the writer's thread).
+            if fields is None or (type(payload) is not tuple and type(payload) is not list):
                 data: Any = (normalize(payload) if isinstance(payload, dict)
                              else {"value": normalize(payload)})
             else:

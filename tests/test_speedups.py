@@ -464,6 +464,24 @@ def test_compiled_build_rows_agrees_on_any_payload(payload: list[Any], any_id: A
             == orjson.dumps(_events.PURE_BUILD_ROWS(batch, 0)))
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_build_rows_never_iterates_a_payload_that_is_not_a_tuple_or_list(compiled: bool) -> None:
+    """An event whose payload is an iterator (or a string, or any other object) is
+    recorded whole, as ``{"value": ...}``: the writer's thread must not use up an iterator
+    the program may still hold, and both builds record the same."""
+    from ascope import _events
+
+    if compiled and speedups is None:
+        pytest.skip("the compiled build is not there")
+    build = speedups.build_rows if compiled else _events.PURE_BUILD_ROWS
+    numbers = iter([1, 2])
+    rows = build([("function_entry", 2, 3, None, 2, None, None, numbers),
+                  ("function_entry", 3, 4, None, 2, None, None, "abc")], 0)
+    assert list(numbers) == [1, 2]
+    assert rows[0][7] == {"value": {"$type": "list_iterator", "$repr": repr(numbers)}}
+    assert rows[1][7] == {"value": "abc"}
+
+
 # -- what the garbage collector sees -------------------------------------------------------------
 
 _EMIT_PAYLOADS: list[Any] = [
