@@ -30,6 +30,7 @@ import sys
 from typing import Any
 
 from ascope._context import STATE
+from ascope._context import current as _current
 
 from ._patch import Patches
 from ._queries import _open_outer, complete, driver_may_report, start
@@ -81,7 +82,15 @@ class _CursorMixin:
     quarter of what recording a statement does on the caller's thread."""
 
     def execute(self, sql: Any, parameters: Any = (), /) -> Any:
-        cid = _open(self, sql, parameters, _EXECUTE) if _active and STATE.on else None
+        cid = None
+        if _active and STATE.on:
+            try:
+                # A task whose capture is off (a request left out by sampling) goes
+                # straight on: nothing opened, and no call made to find that out.
+                if _current.get()[5]:
+                    cid = _open(self, sql, parameters, _EXECUTE)
+            except Exception:  # not a frame (counted): the statement runs unrecorded
+                STATE.internal_errors += 1
         if cid is None:
             return super().execute(sql, parameters)  # type: ignore[misc]
         try:
@@ -131,7 +140,8 @@ class _ConnectionMixin:
             known if known is not None else _cursor_class(factory))
 
     def execute(self, sql: Any, parameters: Any = (), /) -> Any:
-        return self.cursor().execute(sql, parameters)
+        # self.cursor().execute(...), without cursor()'s frame: what it does for no factory
+        return super().cursor(Cursor).execute(sql, parameters)  # type: ignore[misc]
 
     def executemany(self, sql: Any, seq_of_parameters: Any, /) -> Any:
         return self.cursor().executemany(sql, seq_of_parameters)
