@@ -22,7 +22,8 @@ Diagnostic variants (``--variants``): ``ascope-off``, ``ascope-discard`` (batche
 away before the writer: the loop's side alone), ``ascope-nosink``, ``ascope-memory``,
 ``ascope-notasks``, ``ascope-sampled`` (``--sample-rate``, default 0.1: one request in
 ten recorded into SQLite) and ``ascope-unsampled`` (``sample_rate=0``: what a request left
-out costs).
+out costs). ``floor`` is not ascope: the least a Python recorder of the same six events
+can do on the loop (see ``_floor``), for the lower bound of any such middleware.
 
 Besides req/s, each server's CPU time per request (from ``/proc``) is printed: steadier
 than req/s when other tenants of a shared machine take CPU from the server. So is its
@@ -49,12 +50,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextvars import ContextVar
 from typing import Any
 
 VARIANTS = ("baseline", "ascope", "otel")
 # Diagnostic variants (``--variants``): where the cost of the ascope variant goes.
 EXTRA_VARIANTS = ("ascope-off", "ascope-nosink", "ascope-memory", "ascope-notasks",
-                  "ascope-discard", "ascope-sampled", "ascope-unsampled")
+                  "ascope-discard", "ascope-sampled", "ascope-unsampled", "floor")
 
 
 # -- the servers (run in child processes) -----------------------------------------------------
@@ -66,7 +68,7 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1,
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    database: list[sqlite3.Connection] = []
+    database: list[Any] = []  # floor: [its recording wrapper, the connection]
 
     async def item(request: Any) -> JSONResponse:
         item_id = request.path_params["item_id"]
@@ -98,8 +100,14 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1,
         GC_STATS[6] = 0  # the longest collection (its CPU time) since the last read
         return JSONResponse(totals)
 
-    app = Starlette(routes=[Route("/items/{item_id:int}", item), Route("/gc", collections)],
+    endpoint: Any = item
+    if variant == "floor":
+        endpoint = _floor_endpoint(item)
+    app = Starlette(routes=[Route("/items/{item_id:int}", endpoint), Route("/gc", collections)],
                     lifespan=lifespan)
+    if variant == "floor":
+        database.append(_FloorConnection(database))  # replaced by the lifespan's
+        return _floor_middleware(app)
     if variant.startswith("ascope"):
         from ascope.integrations.asgi import AscopeMiddleware
 
@@ -140,6 +148,85 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1,
         trace.set_tracer_provider(provider)
         app.add_middleware(OpenTelemetryMiddleware)
     return app
+
+
+# -- floor: the least a Python recorder of the six events does on the loop -------------------
+#
+# Not ascope, and not a usable recorder: a lower bound for any middleware that records a
+# request's start and end, its endpoint's entry and exit and its query's start and end,
+# correlated by a context variable, written in Python on the server's loop. Each event is
+# a tuple of a name, a perf_counter_ns() reading, the request's number and one or two
+# values, appended to a list that is emptied every 4,096 events: no writer, no store, no
+# trace id, no headers, no sampling decision, no error handling. What is left is the
+# least a recorder of this shape does: a middleware coroutine, the wrapped `send`, a
+# coroutine around the endpoint, a call around the query, a context variable set and
+# reset, six clock reads and six tuples (a different design, in C or reading the server's
+# own state, might do less: this bounds this design, it proves nothing about all).
+
+_FLOOR_EVENTS: list[tuple[Any, ...]] = []
+_FLOOR_REQUEST: ContextVar[int | None] = ContextVar("floor_request", default=None)
+_floor_ids = iter(range(1 << 62))
+
+
+def _floor_record(event: tuple[Any, ...]) -> None:
+    _FLOOR_EVENTS.append(event)
+    if len(_FLOOR_EVENTS) >= 4096:
+        _FLOOR_EVENTS.clear()
+
+
+def _floor_middleware(app: Any) -> Any:
+    current = _FLOOR_REQUEST
+    now = time.perf_counter_ns
+    record = _floor_record
+
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)  # type: ignore[no-any-return]
+        request = next(_floor_ids)
+        token = current.set(request)
+        record(("http_request_start", now(), request, scope["method"], scope["path"]))
+
+        def wrapped_send(message: Any) -> Any:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                record(("http_request_complete", now(), request))
+            return send(message)
+
+        try:
+            await app(scope, receive, wrapped_send)
+        finally:
+            current.reset(token)
+
+    return middleware
+
+
+def _floor_endpoint(endpoint: Any) -> Any:
+    current = _FLOOR_REQUEST
+    now = time.perf_counter_ns
+    record = _floor_record
+
+    async def wrapped(request: Any) -> Any:
+        record(("endpoint_entry", now(), current.get(), endpoint.__qualname__))
+        response = await endpoint(request)
+        record(("endpoint_exit", now(), current.get(), response.status_code))
+        return response
+
+    return wrapped
+
+
+class _FloorConnection:
+    """database[0] for the floor variant: the lifespan's connection, each execute recorded."""
+
+    def __init__(self, database: list[Any]) -> None:
+        self._database = database
+        self._now = time.perf_counter_ns
+        self._current = _FLOOR_REQUEST
+
+    def execute(self, statement: str, parameters: Any) -> Any:
+        request = self._current.get()
+        _floor_record(("query_start", self._now(), request, statement, parameters))
+        cursor = self._database[1].execute(statement, parameters)
+        _floor_record(("query_complete", self._now(), request, cursor.rowcount))
+        return cursor
 
 
 # The server's garbage collections: runs per generation, CPU ns spent in them per

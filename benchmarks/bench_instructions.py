@@ -1,6 +1,6 @@
 """CPU instructions per operation, counted by callgrind: the same every run, noise or not.
 
-    .venv/bin/python benchmarks/bench_instructions.py [--only pair,tasks,writer,asgi]
+    .venv/bin/python benchmarks/bench_instructions.py [--only pair,tasks,writer,sqlite,asgi]
 
 Timings on the shared machine swing by 2x; instruction counts do not (valgrind's
 callgrind counts every instruction the process executes, in all its threads). Each
@@ -128,6 +128,31 @@ def main():
 main()
 """,
     },
+    "sqlite": {
+        name: """
+import sqlite3, ascope.integrations
+from ascope import _context
+from ascope.integrations._asgi_base import _unsampled
+MODE = """ + repr(mode) + """
+if MODE != "plain":
+    ascope.integrations.enable("sqlite")
+connection = sqlite3.connect(":memory:")
+connection.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
+connection.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, "w", 9.5) for i in range(100)])
+async def main():
+    if MODE == "left out":  # the frame a request left out by sample_rate runs under
+        _context.current.set(_unsampled(_context.current.get(), "0af7651916cd43dd8448eb211c80319c"))
+    elif MODE == "recorded":
+        runtime.report_function_entry("bench", "operation")
+    for _ in range(N):
+        connection.execute("SELECT name, price FROM items WHERE id = ?", (42,)).fetchone()
+asyncio.run(main())
+"""
+        for name, mode in (
+            ("sqlite3 statement: plain sqlite3", "plain"),
+            ("sqlite3 statement: integration, its request left out", "left out"),
+            ("sqlite3 statement: integration, recorded (no sinks)", "recorded"))
+    },
 }
 
 # One request through bench_asgi.py's application, driven in-process the way uvicorn does
@@ -182,11 +207,12 @@ WORKLOADS["asgi"] = {
     "ascope, sample_rate=0 (a request left out)": _asgi("ascope-unsampled"),
     "ascope installed, capture off": _asgi("ascope-off"),
     "OpenTelemetry ASGI middleware (batch processor)": _asgi("otel"),
+    "floor (six events appended to a list, no writer; not ascope)": _asgi("floor"),
 }
 # Sections whose workloads set ascope up themselves (no PRELUDE).
 OWN_SETUP = {"asgi"}
 
-COUNTS = {"pair": 10_000, "tasks": 5_000, "writer": 10_000, "asgi": 1_000}
+COUNTS = {"pair": 10_000, "tasks": 5_000, "writer": 10_000, "sqlite": 10_000, "asgi": 1_000}
 
 
 def instructions(code: str, n: int, prelude: str = PRELUDE) -> int:
