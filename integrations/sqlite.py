@@ -6,7 +6,10 @@ cannot be replaced, but they can be subclassed. ``sqlite3.connect`` (and its ali
 ``factory=`` subclass that records ``execute``/``executemany``/``executescript``; a
 factory the caller gives is subclassed the same way (one class per factory, cached).
 The subclass also overrides ``Connection.execute`` and friends, because the C versions
-run their cursor's C methods directly and would skip a Python override. A connection
+run their cursor's C methods directly and would skip a Python override. The caller's
+class comes first in the subclass (``Ascope<Class>(Class, <ascope's>)``), so methods it
+overrides run as they would without ascope, and reach the recording ones through
+``super()``. A connection
 opened before ``enable()``, or with ``sqlite3.Connection(...)`` itself, is not recorded.
 
 **aiosqlite** runs each connection's sqlite3 calls on a thread of its own that does
@@ -65,21 +68,31 @@ def _rows(cursor: Any) -> Any:
 def _open(cursor: Any, sql: Any, params: Any, metadata: Any) -> int | None:
     """The query operation for a statement this cursor is about to run (its id), or None:
     not by a connection told to stay quiet (aiosqlite's thread side), nor under an outer
-    layer's open query, nor with capture off (``start`` checks that, for the task too)."""
-    connection = cursor.connection
-    if not getattr(connection, "_ascope_reports", False):
+    layer's open query, nor with capture off (``start`` checks that, for the task too).
+    Never raises: a cursor class whose ``connection`` fails runs its statement unrecorded
+    (counted)."""
+    try:
+        connection = cursor.connection
+        if not getattr(connection, "_ascope_reports", False):
+            return None
+        if _open_outer and not driver_may_report():
+            return None
+        database = getattr(connection, "_ascope_database", None)
+    except Exception:
+        STATE.internal_errors += 1
         return None
-    if _open_outer and not driver_may_report():
-        return None
-    return start(sql, params, getattr(connection, "_ascope_database", None), metadata)
+    return start(sql, params, database, metadata)
 
 
-class _CursorMixin:
-    """Records the statements a sqlite3 cursor runs (mixed in before the C cursor type).
+class _CursorMixin(sqlite3.Cursor):
+    """Records the statements a sqlite3 cursor runs.
 
-    Each method is written out, not shared through a helper taking the call: this runs
-    on every statement, and a ``functools.partial`` plus a call layer cost about a
-    quarter of what recording a statement does on the caller's thread."""
+    A caller's cursor class comes before it (``Ascope<Class>(Class, _CursorMixin)``): its
+    own ``execute`` runs as it would without ascope, and reaches this one through
+    ``super()``. Each method is written out, not shared through a helper taking the call:
+    this runs on every statement, and a ``functools.partial`` plus a call layer cost about
+    a quarter of what recording a statement does on the caller's thread. ``execute``, the
+    one a request runs, also checks its task's capture inline."""
 
     def execute(self, sql: Any, parameters: Any = (), /) -> Any:
         cid = None
@@ -92,9 +105,9 @@ class _CursorMixin:
             except Exception:  # not a frame (counted): the statement runs unrecorded
                 STATE.internal_errors += 1
         if cid is None:
-            return super().execute(sql, parameters)  # type: ignore[misc]
+            return super().execute(sql, parameters)
         try:
-            result = super().execute(sql, parameters)  # type: ignore[misc]
+            result = super().execute(sql, parameters)
         except BaseException as error:
             complete(cid, sql, None, error)
             raise
@@ -106,9 +119,9 @@ class _CursorMixin:
         params = seq_of_parameters if isinstance(seq_of_parameters, (list, tuple)) else None
         cid = _open(self, sql, params, _EXECUTEMANY) if _active and STATE.on else None
         if cid is None:
-            return super().executemany(sql, seq_of_parameters)  # type: ignore[misc]
+            return super().executemany(sql, seq_of_parameters)
         try:
-            result = super().executemany(sql, seq_of_parameters)  # type: ignore[misc]
+            result = super().executemany(sql, seq_of_parameters)
         except BaseException as error:
             complete(cid, sql, None, error)
             raise
@@ -118,9 +131,9 @@ class _CursorMixin:
     def executescript(self, sql_script: Any, /) -> Any:
         cid = _open(self, sql_script, None, _EXECUTESCRIPT) if _active and STATE.on else None
         if cid is None:
-            return super().executescript(sql_script)  # type: ignore[misc]
+            return super().executescript(sql_script)
         try:
-            result = super().executescript(sql_script)  # type: ignore[misc]
+            result = super().executescript(sql_script)
         except BaseException as error:
             complete(cid, sql_script, None, error)
             raise
@@ -128,33 +141,37 @@ class _CursorMixin:
         return result
 
 
-class _ConnectionMixin:
-    """Makes a sqlite3 connection hand out recording cursors, also from ``execute``."""
+class _ConnectionMixin(sqlite3.Connection):
+    """Makes a sqlite3 connection hand out recording cursors, also from ``execute``.
+
+    A caller's connection class comes before it (``Ascope<Class>(Class,
+    _ConnectionMixin)``), so its own ``cursor()`` and ``execute()`` run as they would
+    without ascope. ``execute`` and friends do what sqlite3's C versions do: make a cursor
+    of the default class without calling ``cursor()`` (only here it is the recording
+    one), and run the statement on it; the C versions would run the cursor's C methods
+    directly and skip the recording."""
 
     _ascope_reports = True
     _ascope_database: Any = None
 
     def cursor(self, factory: Any = None) -> Any:
-        known = _cursor_classes.get(factory)  # _cursor_class's common case, inlined
-        return super().cursor(  # type: ignore[misc]
-            known if known is not None else _cursor_class(factory))
+        return super().cursor(_cursor_class(factory))
 
     def execute(self, sql: Any, parameters: Any = (), /) -> Any:
-        # self.cursor().execute(...), without cursor()'s frame: what it does for no factory
-        return super().cursor(Cursor).execute(sql, parameters)  # type: ignore[misc]
+        return super().cursor(Cursor).execute(sql, parameters)
 
     def executemany(self, sql: Any, seq_of_parameters: Any, /) -> Any:
-        return self.cursor().executemany(sql, seq_of_parameters)
+        return super().cursor(Cursor).executemany(sql, seq_of_parameters)
 
     def executescript(self, sql_script: Any, /) -> Any:
-        return self.cursor().executescript(sql_script)
+        return super().cursor(Cursor).executescript(sql_script)
 
 
-class Cursor(_CursorMixin, sqlite3.Cursor):
+class Cursor(_CursorMixin):
     """The recording cursor used when the caller asks for no particular cursor class."""
 
 
-class Connection(_ConnectionMixin, sqlite3.Connection):
+class Connection(_ConnectionMixin):
     """The recording connection ``sqlite3.connect`` returns while the integration is on."""
 
 
@@ -163,25 +180,31 @@ _connection_classes: dict[Any, Any] = {sqlite3.Connection: Connection}
 
 
 def _cursor_class(factory: Any) -> Any:
-    known = _cursor_classes.get(factory)
+    try:
+        known = _cursor_classes.get(factory)
+    except TypeError:  # an unhashable callable: not a class, sqlite3 checks what it returns
+        return factory
     if known is None:
         if isinstance(factory, type) and issubclass(factory, _CursorMixin):
             return factory
         if not (isinstance(factory, type) and issubclass(factory, sqlite3.Cursor)):
             return factory  # a factory function: sqlite3 checks what it returns
-        known = type(f"Ascope{factory.__name__}", (_CursorMixin, factory), {})
+        known = type(f"Ascope{factory.__name__}", (factory, _CursorMixin), {})
         _cursor_classes[factory] = known
     return known
 
 
 def _connection_class(factory: Any) -> Any:
-    known = _connection_classes.get(factory)
+    try:
+        known = _connection_classes.get(factory)
+    except TypeError:  # an unhashable callable: not a class we can subclass
+        return None
     if known is None:
         if not (isinstance(factory, type) and issubclass(factory, sqlite3.Connection)):
             return None  # not a class we can subclass: leave the call alone
         if issubclass(factory, _ConnectionMixin):
             return factory
-        known = type(f"Ascope{factory.__name__}", (_ConnectionMixin, factory), {})
+        known = type(f"Ascope{factory.__name__}", (factory, _ConnectionMixin), {})
         _connection_classes[factory] = known
     return known
 

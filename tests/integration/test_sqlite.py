@@ -131,6 +131,101 @@ async def test_a_cursor_whose_rowcount_raises_runs_unharmed(tmp_path: Path) -> N
     assert ascope.stats().internal_errors == errors_before
 
 
+def _overriding_classes(log: list[str]) -> tuple[type, type]:
+    class LoggingCursor(sqlite3.Cursor):
+        def execute(self, sql: Any, parameters: Any = (), /) -> Any:
+            log.append("LoggingCursor.execute")
+            return super().execute(sql, parameters)
+
+    class LoggingConnection(sqlite3.Connection):
+        def cursor(self, factory: Any = LoggingCursor) -> Any:  # type: ignore[override]
+            log.append(f"cursor({factory.__name__})")
+            return super().cursor(factory)
+
+        def execute(self, sql: Any, parameters: Any = (), /) -> Any:
+            log.append("LoggingConnection.execute")
+            return super().execute(sql, parameters)
+
+    return LoggingCursor, LoggingConnection
+
+
+def _run_overriding(path: str) -> tuple[list[str], list[Any]]:
+    """What a connection class and a cursor class of the caller's, both overriding
+    methods, run for ``execute`` on each, and what the caller can see of the results."""
+    log: list[str] = []
+    cursor_class, connection_class = _overriding_classes(log)
+    connection = sqlite3.connect(path, factory=connection_class)
+    from_connection = connection.execute("SELECT 1").fetchall()
+    cursor = connection.cursor()
+    from_cursor = cursor.execute("SELECT 2").fetchall()
+    seen = [from_connection, from_cursor, isinstance(connection, connection_class),
+            isinstance(cursor, cursor_class)]
+    connection.close()
+    return log, seen
+
+
+@pytest.mark.asyncio
+async def test_the_callers_overriding_classes_run_as_without_ascope(tmp_path: Path) -> None:
+    """A connection class of the caller's overriding ``execute`` and ``cursor()`` (with its
+    own default cursor class), and that cursor class overriding ``execute``: the same
+    methods run, in the same order, with the same results, as without the integration,
+    and both statements are recorded."""
+    ascope.integrations.disable("sqlite")
+    plain = _run_overriding(str(tmp_path / "plain.db"))
+    ascope.integrations.enable("sqlite")
+    async with capture() as captured:
+        recorded = _run_overriding(str(tmp_path / "recorded.db"))
+    assert recorded == plain
+    assert plain[0] == ["LoggingConnection.execute", "cursor(LoggingCursor)",
+                        "LoggingCursor.execute"]
+    assert [e.data["statement"] for e in starts(captured.events)] == ["SELECT 1", "SELECT 2"]
+
+
+@pytest.mark.asyncio
+async def test_a_cursor_whose_connection_attribute_raises_runs_unharmed(
+        tmp_path: Path) -> None:
+    """A cursor class whose ``connection`` raises (sqlite3 itself never reads it from
+    Python): all three ways of running SQL work as without ascope, unrecorded, and the
+    failures are counted."""
+    class Guarded(sqlite3.Cursor):
+        @property
+        def connection(self) -> Any:  # type: ignore[override]
+            raise RuntimeError("not for you")
+
+    errors_before = ascope.stats().internal_errors
+    async with capture() as captured:
+        connection = sqlite3.connect(str(tmp_path / "g.db"))
+        cursor = connection.cursor(Guarded)
+        cursor.execute("CREATE TABLE t (x INTEGER)")
+        cursor.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+        cursor.executescript("INSERT INTO t VALUES (3);")
+        rows = connection.execute("SELECT x FROM t ORDER BY x").fetchall()
+        connection.close()
+    assert rows == [(1,), (2,), (3,)]
+    assert [e.data["statement"] for e in starts(captured.events)] == [
+        "SELECT x FROM t ORDER BY x"]
+    assert ascope.stats().internal_errors - errors_before == 3
+
+
+def test_unhashable_factories_are_left_to_sqlite3(tmp_path: Path) -> None:
+    """A cursor factory or connection factory that is an unhashable callable (``__eq__``
+    without ``__hash__``) works as without ascope."""
+    class CursorFactory:
+        def __eq__(self, other: object) -> bool:
+            return self is other
+
+        def __call__(self, connection: Any) -> Any:
+            return sqlite3.Cursor(connection)
+
+    class ConnectionFactory(CursorFactory):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return sqlite3.Connection(*args, **kwargs)
+
+    connection = sqlite3.connect(str(tmp_path / "u.db"), factory=ConnectionFactory())
+    assert type(connection.cursor(CursorFactory())) is sqlite3.Cursor
+    connection.close()
+
+
 @pytest.mark.asyncio
 async def test_sqlite3_error_is_recorded_and_raised_unchanged(tmp_path: Path) -> None:
     """A failing statement raises sqlite3's own exception; the query records it."""
