@@ -106,7 +106,7 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1,
     app = Starlette(routes=[Route("/items/{item_id:int}", endpoint), Route("/gc", collections)],
                     lifespan=lifespan)
     if variant == "floor":
-        database.append(_FloorConnection(database))  # replaced by the lifespan's
+        database.append(_FloorConnection(database))  # the lifespan's connection follows
         return _floor_middleware(app)
     if variant.startswith("ascope"):
         from ascope.integrations.asgi import AscopeMiddleware
@@ -150,38 +150,36 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1,
     return app
 
 
-# -- floor: the least a Python recorder of the six events does on the loop -------------------
+# -- floor: a minimal Python recorder of the six events, on the loop -------------------------
 #
-# Not ascope, and not a usable recorder: a lower bound for any middleware that records a
-# request's start and end, its endpoint's entry and exit and its query's start and end,
-# correlated by a context variable, written in Python on the server's loop. Each event is
-# a tuple of a name, a perf_counter_ns() reading, the request's number and one or two
-# values, appended to a list that is emptied every 4,096 events: no writer, no store, no
-# trace id, no headers, no sampling decision, no error handling. What is left is the
-# least a recorder of this shape does: a middleware coroutine, the wrapped `send`, a
-# coroutine around the endpoint, a call around the query, a context variable set and
-# reset, six clock reads and six tuples (a different design, in C or reading the server's
-# own state, might do less: this bounds this design, it proves nothing about all).
+# Not ascope, and not a usable recorder: a lower bound for middleware of this shape, which
+# records a request's start and end, its endpoint's entry and exit and its query's start
+# and end, correlated by a context variable, written in Python on the server's loop. Each
+# event is a tuple of a name, a perf_counter_ns() reading, the request's number and one or
+# two values, appended to a list (its C append, no Python call) that the middleware
+# empties once it holds 4,096: no writer, no store, no trace id, no headers, no sampling
+# decision, no error handling. What is left: a middleware coroutine, the wrapped `send`, a
+# coroutine around the endpoint, a method around the query, a context variable set and
+# reset, six clock reads and six tuples. A different design (in C, or reading the
+# server's own state instead of wrapping the application) might do less: this bounds
+# this design, it proves nothing about all.
 
 _FLOOR_EVENTS: list[tuple[Any, ...]] = []
 _FLOOR_REQUEST: ContextVar[int | None] = ContextVar("floor_request", default=None)
 _floor_ids = iter(range(1 << 62))
 
 
-def _floor_record(event: tuple[Any, ...]) -> None:
-    _FLOOR_EVENTS.append(event)
-    if len(_FLOOR_EVENTS) >= 4096:
-        _FLOOR_EVENTS.clear()
-
-
 def _floor_middleware(app: Any) -> Any:
     current = _FLOOR_REQUEST
     now = time.perf_counter_ns
-    record = _floor_record
+    events = _FLOOR_EVENTS
+    record = events.append  # a C call per event, no Python frame
 
     async def middleware(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await app(scope, receive, send)  # type: ignore[no-any-return]
+        if len(events) >= 4096:  # emptied once per request at most, not checked per event
+            events.clear()
         request = next(_floor_ids)
         token = current.set(request)
         record(("http_request_start", now(), request, scope["method"], scope["path"]))
@@ -202,10 +200,11 @@ def _floor_middleware(app: Any) -> Any:
 def _floor_endpoint(endpoint: Any) -> Any:
     current = _FLOOR_REQUEST
     now = time.perf_counter_ns
-    record = _floor_record
+    record = _FLOOR_EVENTS.append
+    name = endpoint.__qualname__
 
     async def wrapped(request: Any) -> Any:
-        record(("endpoint_entry", now(), current.get(), endpoint.__qualname__))
+        record(("endpoint_entry", now(), current.get(), name))
         response = await endpoint(request)
         record(("endpoint_exit", now(), current.get(), response.status_code))
         return response
@@ -214,18 +213,19 @@ def _floor_endpoint(endpoint: Any) -> Any:
 
 
 class _FloorConnection:
-    """database[0] for the floor variant: the lifespan's connection, each execute recorded."""
+    """database[0] for the floor variant (the lifespan appends the connection it wraps
+    as database[1]): each execute recorded."""
 
     def __init__(self, database: list[Any]) -> None:
         self._database = database
-        self._now = time.perf_counter_ns
-        self._current = _FLOOR_REQUEST
 
     def execute(self, statement: str, parameters: Any) -> Any:
-        request = self._current.get()
-        _floor_record(("query_start", self._now(), request, statement, parameters))
+        request = _FLOOR_REQUEST.get()
+        record = _FLOOR_EVENTS.append
+        now = time.perf_counter_ns
+        record(("query_start", now(), request, statement, parameters))
         cursor = self._database[1].execute(statement, parameters)
-        _floor_record(("query_complete", self._now(), request, cursor.rowcount))
+        record(("query_complete", now(), request, cursor.rowcount))
         return cursor
 
 
