@@ -89,6 +89,30 @@ async def main():
     for _ in range(N): await loop.create_task(trivial())
 uvloop.run(main())
 """,
+        "uvloop, from a loop callback: default task factory": """
+import uvloop
+async def trivial(): return None
+async def main():
+    loop = asyncio.get_running_loop(); loop.set_task_factory(None)
+    for _ in range(N):  # as uvicorn makes a request's task: from a protocol callback
+        done = loop.create_future()
+        loop.call_soon(lambda: loop.create_task(trivial()).add_done_callback(
+            lambda _: done.set_result(None)))
+        await done
+uvloop.run(main())
+""",
+        "uvloop, from a loop callback: ascope task factory": """
+import uvloop
+async def trivial(): return None
+async def main():
+    loop = asyncio.get_running_loop(); ascope.install_task_factory()
+    for _ in range(N):  # its parent is no operation or task: a frame, no task events
+        done = loop.create_future()
+        loop.call_soon(lambda: loop.create_task(trivial()).add_done_callback(
+            lambda _: done.set_result(None)))
+        await done
+uvloop.run(main())
+""",
         "asyncio: default task factory": """
 async def trivial(): return None
 async def main():
