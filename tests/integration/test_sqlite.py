@@ -107,30 +107,6 @@ async def test_a_factory_of_the_callers_own_is_kept(tmp_path: Path) -> None:
     assert [e.data["statement"] for e in starts(captured.events)] == ["SELECT 1"]
 
 
-@pytest.mark.asyncio
-async def test_a_cursor_whose_rowcount_raises_runs_unharmed(tmp_path: Path) -> None:
-    """A cursor class of the caller's whose ``rowcount`` raises: the statement runs and
-    returns as without ascope; the query is recorded without a row count."""
-    class OddCursor(sqlite3.Cursor):
-        @property
-        def rowcount(self) -> int:
-            raise RuntimeError("no row count here")
-
-    errors_before = ascope.stats().internal_errors
-    async with capture() as captured:
-        connection = sqlite3.connect(str(tmp_path / "odd.db"))
-        cursor = connection.cursor(OddCursor)
-        cursor.execute("CREATE TABLE t (id INTEGER)")
-        cursor.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
-        rows = cursor.execute("SELECT id FROM t ORDER BY id").fetchall()
-        connection.close()
-    assert rows == [(1,), (2,)]
-    queries = starts(captured.events)
-    assert len(queries) == 3
-    assert [completion(captured.events, q).data["rows"] for q in queries] == [None] * 3
-    assert ascope.stats().internal_errors == errors_before
-
-
 def _overriding_classes(log: list[str]) -> tuple[type, type]:
     class LoggingCursor(sqlite3.Cursor):
         def execute(self, sql: Any, parameters: Any = (), /) -> Any:
@@ -182,29 +158,34 @@ async def test_the_callers_overriding_classes_run_as_without_ascope(tmp_path: Pa
 
 
 @pytest.mark.asyncio
-async def test_a_cursor_whose_connection_attribute_raises_runs_unharmed(
-        tmp_path: Path) -> None:
-    """A cursor class whose ``connection`` raises (sqlite3 itself never reads it from
-    Python): all three ways of running SQL work as without ascope, unrecorded, and the
-    failures are counted."""
-    class Guarded(sqlite3.Cursor):
-        @property
-        def connection(self) -> Any:  # type: ignore[override]
-            raise RuntimeError("not for you")
+@pytest.mark.parametrize("attribute", ["rowcount", "connection"])
+async def test_a_cursor_whose_attribute_raises_runs_unharmed(tmp_path: Path,
+                                                             attribute: str) -> None:
+    """A cursor class of the caller's whose ``rowcount`` or ``connection`` raises (sqlite3
+    itself never reads them from Python): every way of running SQL works as without
+    ascope. Without a row count the statements are recorded with none; without the
+    connection they run unrecorded, each failure counted."""
+    def refuse(self: Any) -> Any:
+        raise RuntimeError(f"no {attribute} here")
 
+    odd = type("OddCursor", (sqlite3.Cursor,), {attribute: property(refuse)})
     errors_before = ascope.stats().internal_errors
     async with capture() as captured:
-        connection = sqlite3.connect(str(tmp_path / "g.db"))
-        cursor = connection.cursor(Guarded)
+        connection = sqlite3.connect(str(tmp_path / "odd.db"))
+        cursor = connection.cursor(odd)
         cursor.execute("CREATE TABLE t (x INTEGER)")
         cursor.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
         cursor.executescript("INSERT INTO t VALUES (3);")
-        rows = connection.execute("SELECT x FROM t ORDER BY x").fetchall()
+        rows = cursor.execute("SELECT x FROM t ORDER BY x").fetchall()
         connection.close()
     assert rows == [(1,), (2,), (3,)]
-    assert [e.data["statement"] for e in starts(captured.events)] == [
-        "SELECT x FROM t ORDER BY x"]
-    assert ascope.stats().internal_errors - errors_before == 3
+    queries = starts(captured.events)
+    errors = ascope.stats().internal_errors - errors_before
+    if attribute == "rowcount":
+        assert len(queries) == 4 and errors == 0
+        assert [completion(captured.events, q).data["rows"] for q in queries] == [None] * 4
+    else:
+        assert queries == [] and errors == 4
 
 
 def test_unhashable_factories_are_left_to_sqlite3(tmp_path: Path) -> None:
