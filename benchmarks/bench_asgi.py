@@ -92,8 +92,10 @@ def build_app(variant: str, store: str | None, sample_rate: float = 0.1,
         connection.executemany("INSERT INTO items VALUES (?, ?, ?)",
                                [(i, f"widget {i}", 9.5) for i in range(100)])
         database.append(connection)
-        yield
-        connection.close()
+        try:
+            yield
+        finally:  # also when the server cancels the lifespan: no connection left unclosed
+            connection.close()
 
     async def collections(request: Any) -> JSONResponse:  # read by the driver: GC_STATS
         totals = {"runs": GC_STATS[:3], "ns": sum(GC_STATS[3:6]), "max_ns": GC_STATS[6]}

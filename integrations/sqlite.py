@@ -179,6 +179,17 @@ _cursor_classes: dict[Any, Any] = {None: Cursor, sqlite3.Cursor: Cursor}
 _connection_classes: dict[Any, Any] = {sqlite3.Connection: Connection}
 
 
+def _subclass(cls: type, mixin: type) -> type | None:
+    """``Ascope<cls>(cls, mixin)``, or None (counted) when ``cls`` refuses it (its
+    ``__init_subclass__`` wants arguments, say): then the caller's class is used as it is,
+    unrecorded, rather than failing the caller's ``connect()`` or ``cursor()``."""
+    try:
+        return type(f"Ascope{cls.__name__}", (cls, mixin), {})
+    except Exception:
+        STATE.internal_errors += 1
+        return None
+
+
 def _cursor_class(factory: Any) -> Any:
     try:
         known = _cursor_classes.get(factory)
@@ -189,7 +200,9 @@ def _cursor_class(factory: Any) -> Any:
             return factory
         if not (isinstance(factory, type) and issubclass(factory, sqlite3.Cursor)):
             return factory  # a factory function: sqlite3 checks what it returns
-        known = type(f"Ascope{factory.__name__}", (factory, _CursorMixin), {})
+        known = _subclass(factory, _CursorMixin)
+        if known is None:
+            return factory
         _cursor_classes[factory] = known
     return known
 
@@ -204,7 +217,9 @@ def _connection_class(factory: Any) -> Any:
             return None  # not a class we can subclass: leave the call alone
         if issubclass(factory, _ConnectionMixin):
             return factory
-        known = type(f"Ascope{factory.__name__}", (factory, _ConnectionMixin), {})
+        known = _subclass(factory, _ConnectionMixin)
+        if known is None:
+            return None
         _connection_classes[factory] = known
     return known
 
@@ -243,8 +258,8 @@ def _make_connect(patches: Patches, original: Any) -> Any:
         if isinstance(connection, _ConnectionMixin):
             try:
                 connection._ascope_database = database if type(database) is str else str(database)
-            except Exception:
-                pass
+            except Exception:  # a class refusing new attributes: recorded without its name
+                STATE.internal_errors += 1
         return connection
 
     return connect
@@ -276,7 +291,10 @@ def _make_aiosqlite_execute(patches: Patches, original: Any) -> Any:
             return await original(self, fn, *args, **kwargs)
         connection = getattr(self, "_connection", None)
         if connection is not None and getattr(connection, "_ascope_reports", False):
-            connection._ascope_reports = False  # this side reports; the thread stays quiet
+            try:
+                connection._ascope_reports = False  # this side reports; the thread is quiet
+            except Exception:  # a class refusing new attributes: both sides may report
+                STATE.internal_errors += 1
         name = getattr(fn, "__name__", None)
         known = _AIOSQLITE_CALLS.get(name)  # type: ignore[arg-type]
         if known is None or not driver_may_report():

@@ -188,6 +188,46 @@ async def test_a_cursor_whose_attribute_raises_runs_unharmed(tmp_path: Path,
         assert queries == [] and errors == 4
 
 
+@pytest.mark.asyncio
+async def test_classes_that_refuse_subclasses_or_attributes_run_unharmed(
+        tmp_path: Path) -> None:
+    """A connection class whose ``__init_subclass__`` wants an argument (ascope's subclass
+    cannot be made: the class is used as it is, unrecorded) and one refusing new
+    attributes (with aiosqlite too): everything runs as without ascope, and what ascope
+    could not do is counted."""
+    class Strict(sqlite3.Connection):
+        def __init_subclass__(cls, *, dialect: str, **kwargs: Any) -> None:
+            super().__init_subclass__(**kwargs)
+
+    class AppConnection(Strict, dialect="app"):
+        pass
+
+    class Locked(sqlite3.Connection):
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name.startswith("_ascope"):
+                raise AttributeError(f"cannot set {name}")
+            super().__setattr__(name, value)
+
+    errors_before = ascope.stats().internal_errors
+    async with capture() as captured:
+        strict = sqlite3.connect(str(tmp_path / "s.db"), factory=AppConnection)
+        assert type(strict) is AppConnection
+        assert strict.execute("SELECT 1").fetchall() == [(1,)]
+        strict.close()
+        locked = sqlite3.connect(str(tmp_path / "l.db"), factory=Locked)
+        assert locked.execute("SELECT 2").fetchall() == [(2,)]
+        locked.close()
+        async with aiosqlite.connect(str(tmp_path / "l.db"), factory=Locked) as db:
+            assert await db.execute_fetchall("SELECT 3") == [(3,)]
+    # Without their database's name (refused); SELECT 3 twice: by aiosqlite's side, and by
+    # its thread's connection, which could not be told to stay quiet.
+    assert [(e.data["statement"], e.data["database"]) for e in starts(captured.events)] == [
+        ("SELECT 2", None), ("SELECT 3", None), ("SELECT 3", None)]
+    # Counted: the subclass refused (1), the name refused (2), the quiet flag refused (at
+    # each aiosqlite call that sent SQL or reached the connection: 1 or more).
+    assert ascope.stats().internal_errors - errors_before >= 4
+
+
 def test_unhashable_factories_are_left_to_sqlite3(tmp_path: Path) -> None:
     """A cursor factory or connection factory that is an unhashable callable (``__eq__``
     without ``__hash__``) works as without ascope."""
