@@ -154,7 +154,8 @@ class _ConnectionMixin(sqlite3.Connection):
     _ascope_reports = True
     _ascope_database: Any = None
 
-    def cursor(self, factory: Any = None) -> Any:
+    def cursor(self, factory: Any = sqlite3.Cursor) -> Any:
+        # sqlite3's default, so that cursor(None) fails as it does without ascope
         return super().cursor(_cursor_class(factory))
 
     def execute(self, sql: Any, parameters: Any = (), /) -> Any:
@@ -175,7 +176,7 @@ class Connection(_ConnectionMixin):
     """The recording connection ``sqlite3.connect`` returns while the integration is on."""
 
 
-_cursor_classes: dict[Any, Any] = {None: Cursor, sqlite3.Cursor: Cursor}
+_cursor_classes: dict[Any, Any] = {sqlite3.Cursor: Cursor}
 _connection_classes: dict[Any, Any] = {sqlite3.Connection: Connection}
 
 

@@ -228,9 +228,10 @@ async def test_classes_that_refuse_subclasses_or_attributes_run_unharmed(
     assert ascope.stats().internal_errors - errors_before >= 4
 
 
-def test_unhashable_factories_are_left_to_sqlite3(tmp_path: Path) -> None:
+def test_odd_factories_are_left_to_sqlite3(tmp_path: Path) -> None:
     """A cursor factory or connection factory that is an unhashable callable (``__eq__``
-    without ``__hash__``) works as without ascope."""
+    without ``__hash__``) works as without ascope, and ``cursor(None)`` fails as it does
+    without ascope."""
     class CursorFactory:
         def __eq__(self, other: object) -> bool:
             return self is other
@@ -245,6 +246,12 @@ def test_unhashable_factories_are_left_to_sqlite3(tmp_path: Path) -> None:
     connection = sqlite3.connect(str(tmp_path / "u.db"), factory=ConnectionFactory())
     assert type(connection.cursor(CursorFactory())) is sqlite3.Cursor
     connection.close()
+    recording = sqlite3.connect(str(tmp_path / "r.db"))
+    assert isinstance(recording, ascope.integrations.sqlite.Connection)
+    assert type(recording.cursor(CursorFactory())) is sqlite3.Cursor
+    with pytest.raises(TypeError, match="not callable"):
+        recording.cursor(None)
+    recording.close()
 
 
 @pytest.mark.asyncio
