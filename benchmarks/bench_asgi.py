@@ -22,8 +22,8 @@ Diagnostic variants (``--variants``): ``ascope-off``, ``ascope-discard`` (batche
 away before the writer: the loop's side alone), ``ascope-nosink``, ``ascope-memory``,
 ``ascope-notasks``, ``ascope-sampled`` (``--sample-rate``, default 0.1: one request in
 ten recorded into SQLite) and ``ascope-unsampled`` (``sample_rate=0``: what a request left
-out costs). ``floor`` is not ascope: the least a Python recorder of the same six events
-can do on the loop (see ``_floor``), for the lower bound of any such middleware.
+out costs). ``floor`` is not ascope: a minimal Python recorder of the same six events,
+storing nothing (see ``_floor_middleware``), a lower bound for middleware of its shape.
 
 Besides req/s, each server's CPU time per request (from ``/proc``) is printed: steadier
 than req/s when other tenants of a shared machine take CPU from the server. So is its
