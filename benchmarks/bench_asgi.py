@@ -26,7 +26,8 @@ out costs). ``floor`` is not ascope: a minimal Python recorder of the same six e
 storing nothing (see ``_floor_middleware``), a lower bound for middleware of its shape.
 
 Besides req/s, each server's CPU time per request (from ``/proc``) is printed: steadier
-than req/s when other tenants of a shared machine take CPU from the server. So is its
+than req/s when other tenants of a shared machine take CPU from the server; with the
+part of it spent off the loop's thread (ascope's writer). So is its
 garbage collection (``gc.callbacks``, read from the server between runs): CPU per request
 spent in collections, full collections per 10,000 requests, and the CPU time of the longest
 collection (the loop stands still at least that long).
@@ -305,11 +306,17 @@ def collections(port: int) -> dict[str, Any]:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) the process has used so far."""
-    with open(f"/proc/{pid}/stat") as stat:
+def _cpu(stat_path: str) -> float:
+    with open(stat_path) as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user + system) the process has used so far: all its threads (ended ones
+    included), and all but its main thread, the event loop's (ascope's writer thread)."""
+    total = _cpu(f"/proc/{pid}/stat")
+    return total, total - _cpu(f"/proc/{pid}/task/{pid}/stat")
 
 
 def main() -> None:
@@ -357,6 +364,7 @@ def main() -> None:
         results: dict[str, list[float]] = {variant: [] for variant in variants}
         ratios: dict[str, list[float]] = {variant: [] for variant in variants}
         cpu_us: dict[str, list[float]] = {variant: [] for variant in variants}
+        off_loop_us: dict[str, list[float]] = {variant: [] for variant in variants}
         gc_us: dict[str, list[float]] = {variant: [] for variant in variants}
         full_runs = dict.fromkeys(variants, 0)
         requests_total = dict.fromkeys(variants, 0)
@@ -371,7 +379,9 @@ def main() -> None:
                 gc_before = collections(port)
                 before = cpu_seconds(process.pid)
                 this_round[variant], requests = run_wrk(port, args.duration, args.connections)
-                cpu_us[variant].append((cpu_seconds(process.pid) - before) / requests * 1e6)
+                after = cpu_seconds(process.pid)
+                cpu_us[variant].append((after[0] - before[0]) / requests * 1e6)
+                off_loop_us[variant].append((after[1] - before[1]) / requests * 1e6)
                 gc_after = collections(port)
                 gc_us[variant].append((gc_after["ns"] - gc_before["ns"]) / requests / 1000)
                 full_runs[variant] += gc_after["runs"][2] - gc_before["runs"][2]
@@ -408,11 +418,13 @@ def main() -> None:
     # than req/s on a shared machine, where time taken from the server by other tenants
     # lowers req/s without changing what a request costs. The ratio is the baseline's
     # CPU per request over the variant's: the req/s ratio a CPU of its own would give.
+    # "off loop": the part spent by threads other than the loop's (ascope's writer).
     base_cpu = statistics.median(cpu_us[baseline])
-    print(f"\n{'variant':<16} {'CPU us/request':>14} {'ratio':>8}  per round")
+    print(f"\n{'variant':<16} {'CPU us/request':>14} {'ratio':>8} {'off loop':>9}  per round")
     for variant in variants:
         median_cpu = statistics.median(cpu_us[variant])
-        print(f"{variant:<16} {median_cpu:>14.1f} {base_cpu / median_cpu:>7.3f}x  "
+        print(f"{variant:<16} {median_cpu:>14.1f} {base_cpu / median_cpu:>7.3f}x "
+              f"{statistics.median(off_loop_us[variant]):>9.1f}  "
               + " ".join(f"{c:.1f}" for c in cpu_us[variant]))
     # Garbage collection in the measured runs: CPU in collections per request, full
     # (generation 2) collections per 10,000 requests, and the CPU time of the longest
