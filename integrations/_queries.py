@@ -21,6 +21,8 @@ __all__ = ["close_outer", "complete", "driver_may_report", "open_outer", "rows_f
            "start"]
 
 _MAX_OPEN_OUTER = 4096
+# Imported by name by sqlite.py, whose statements check it is empty without a call:
+# change it in place, never rebind it.
 _open_outer: set[int] = set()
 
 
